@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""Export a Llama-architecture GGUF (SmolLM2) to an ONNX model that tract runs.
+
+    python3 models/export_llm.py GGUF OUT_DIR [--variant q4|f32]
+
+Writes into OUT_DIR:
+  model.onnx      the decoder with a KV cache as explicit inputs/outputs
+  tokenizer.json  for the `tokenizers` crate, rebuilt from the GGUF's vocab and merges
+  llm.json        hyper-parameters, chat template pieces, stop tokens, and the size and
+                  sha256 of the two files above (the runtime checks them before use)
+
+Graph layout (what ONNX Runtime GenAI emits for Llama, minus its GroupQueryAttention):
+  inputs   input_ids [batch, seq] i64, position_ids [batch, seq] i64,
+           attention_bias [seq, total_seq] f32 (additive causal mask),
+           past_key_values.{i}.key / .value [batch, kv_heads, past_seq, head_dim] f32
+  outputs  logits [batch, 1, vocab] (last position only),
+           present.{i}.key / .value [batch, kv_heads, total_seq, head_dim]
+  ops      MatMulNBits (4-bit, block 32, symmetric) for every projection and the tied LM
+           head, GatherBlockQuantized for the tied embedding, SimplifiedLayerNormalization /
+           SkipSimplifiedLayerNormalization, com.microsoft RotaryEmbedding (halves layout).
+           Attention is grouped MatMul + Softmax: tract's GroupQueryAttention refuses a
+           multi-token step on a non-empty cache, which the prefix cache and batched prefill
+           of a question after the system prompt both need.
+
+The `f32` variant keeps the GGUF's weights exactly as they dequantize (plain MatMul and
+Gather) so the cost of re-quantizing Q4_1 to Q4_0 can be measured against it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+BLOCK = 32  # MatMulNBits / GatherBlockQuantized block size, tract's Q4_0 block
+MS = "com.microsoft"
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class LlamaConfig:
+    n_layers: int
+    hidden: int
+    ffn: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    vocab: int
+    context_length: int
+    rope_base: float
+    rms_eps: float
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the GGUF
+
+
+def _field(reader, key, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        if default is not None:
+            return default
+        raise ExportError(f"GGUF metadata has no {key}")
+    return f.contents()
+
+
+def read_config(reader) -> LlamaConfig:
+    arch = _field(reader, "general.architecture")
+    if arch != "llama":
+        raise ExportError(f"architecture is {arch!r}; only 'llama' is supported")
+    n_heads = int(_field(reader, "llama.attention.head_count"))
+    hidden = int(_field(reader, "llama.embedding_length"))
+    vocab = len(_field(reader, "tokenizer.ggml.tokens"))
+    return LlamaConfig(
+        n_layers=int(_field(reader, "llama.block_count")),
+        hidden=hidden,
+        ffn=int(_field(reader, "llama.feed_forward_length")),
+        n_heads=n_heads,
+        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)),
+        head_dim=hidden // n_heads,
+        vocab=int(_field(reader, "llama.vocab_size", vocab)),
+        context_length=int(_field(reader, "llama.context_length")),
+        rope_base=float(_field(reader, "llama.rope.freq_base", 10000.0)),
+        rms_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
+    )
+
+
+def read_tensors(reader) -> dict[str, np.ndarray]:
+    """Every tensor dequantized to f32, in numpy order ([out_features, in_features])."""
+    from gguf.quants import dequantize
+
+    out = {}
+    for t in reader.tensors:
+        w = dequantize(t.data, t.tensor_type)
+        expect = tuple(int(d) for d in reversed(t.shape))
+        if w.shape != expect:
+            w = w.reshape(expect)
+        out[t.name] = np.ascontiguousarray(w, dtype=np.float32)
+    return out
+
+
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's HF->GGUF row permutation of attn_q / attn_k.
+
+    The converter reorders each head's rows from HF's halves layout to interleaved pairs so
+    that GGML's default RoPE applies; undoing it lets the graph use the halves layout.
+    """
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def check_tensors(cfg: LlamaConfig, t: dict[str, np.ndarray]) -> None:
+    kv = cfg.n_kv_heads * cfg.head_dim
+    want = {"token_embd.weight": (cfg.vocab, cfg.hidden), "output_norm.weight": (cfg.hidden,)}
+    for i in range(cfg.n_layers):
+        p = f"blk.{i}."
+        want.update({
+            p + "attn_norm.weight": (cfg.hidden,),
+            p + "ffn_norm.weight": (cfg.hidden,),
+            p + "attn_q.weight": (cfg.hidden, cfg.hidden),
+            p + "attn_k.weight": (kv, cfg.hidden),
+            p + "attn_v.weight": (kv, cfg.hidden),
+            p + "attn_output.weight": (cfg.hidden, cfg.hidden),
+            p + "ffn_gate.weight": (cfg.ffn, cfg.hidden),
+            p + "ffn_up.weight": (cfg.ffn, cfg.hidden),
+            p + "ffn_down.weight": (cfg.hidden, cfg.ffn),
+        })
+    for name, shape in want.items():
+        if name not in t:
+            raise ExportError(f"GGUF has no tensor {name}")
+        if t[name].shape != shape:
+            raise ExportError(f"{name} has shape {t[name].shape}, expected {shape}")
+    if "output.weight" in t:
+        raise ExportError("untied output.weight is not supported (SmolLM2 ties it to the embedding)")
+
+
+# --------------------------------------------------------------------------------------------
+# Quantization
+
+
+def quantize_q4_0(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric 4-bit, blocks of 32 along the last axis, zero point 8 (GGML's Q4_0 rule).
+
+    Returns (packed uint8 [rows, cols/2], scales f32 [rows, cols/32]). Scales are rounded to
+    f16 because tract stores Q4_0 scales as f16: both runtimes then see the same weight.
+    """
+    rows, cols = w.shape
+    if cols % BLOCK:
+        raise ExportError(f"{cols} columns is not a multiple of the block size {BLOCK}")
+    blocks = w.reshape(rows, cols // BLOCK, BLOCK)
+    idx = np.abs(blocks).argmax(axis=-1)
+    peak = np.take_along_axis(blocks, idx[..., None], axis=-1)[..., 0]
+    scale = (peak / -8.0).astype(np.float16).astype(np.float32)
+    inv = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)
+    q = np.clip(np.floor(blocks * inv[..., None] + 8.5), 0, 15).astype(np.uint8)
+    q = q.reshape(rows, cols)
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
+    return packed, scale
+
+
+def dequantize_q4_0(packed: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    rows = packed.shape[0]
+    q = np.empty((rows, packed.shape[1] * 2), dtype=np.float32)
+    q[:, 0::2] = packed & 0x0F
+    q[:, 1::2] = packed >> 4
+    return ((q.reshape(rows, -1, BLOCK) - 8.0) * scale[..., None]).reshape(rows, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Graph building
+
+
+class Graph:
+    def __init__(self, variant: str):
+        self.variant = variant
+        self.nodes: list = []
+        self.inits: list = []
+        self._n = 0
+
+    def name(self, base: str) -> str:
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, domain: str = "", out=None, **attrs):
+        base = self.name(op_type.lower())
+        outs = out if out is not None else [f"{base}_out{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=base, domain=domain, **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def linear(self, x: str, w: np.ndarray, name: str, out=None) -> str:
+        """y = x @ w.T with w [N, K]."""
+        n, k = w.shape
+        if self.variant == "f32":
+            wt = self.const(name + ".weight", w.T.astype(np.float32))
+            return self.op("MatMul", [x, wt], out=out)
+        packed, scale = quantize_q4_0(w)
+        b = self.const(name + ".qweight", packed.reshape(n, k // BLOCK, BLOCK // 2))
+        s = self.const(name + ".scales", scale.reshape(-1))
+        return self.op("MatMulNBits", [x, b, s], domain=MS, out=out, K=k, N=n, bits=4, block_size=BLOCK)
+
+
+def rope_tables(cfg: LlamaConfig) -> tuple[np.ndarray, np.ndarray]:
+    half = cfg.head_dim // 2
+    inv_freq = 1.0 / (cfg.rope_base ** (np.arange(0, half, dtype=np.float64) * 2 / cfg.head_dim))
+    ang = np.arange(cfg.context_length, dtype=np.float64)[:, None] * inv_freq[None, :]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onnx.ModelProto:
+    if variant not in ("q4", "f32"):
+        raise ExportError(f"unknown variant {variant!r} (q4 or f32)")
+    g = Graph(variant)
+    H, D, KV = cfg.hidden, cfg.head_dim, cfg.n_kv_heads
+    group = cfg.n_heads // KV
+    i64 = lambda *v: g.const(g.name("shape"), np.array(v, dtype=np.int64))
+
+    cos, sin = rope_tables(cfg)
+    g.const("cos_cache", cos)
+    g.const("sin_cache", sin)
+    scale = g.const("attn_scale", np.array(1.0 / np.sqrt(D), dtype=np.float32))
+
+    emb = t["token_embd.weight"]
+    if variant == "f32":
+        table = g.const("embed.weight", emb)
+        h = g.op("Gather", [table, "input_ids"], axis=0)
+    else:
+        packed, escale = quantize_q4_0(emb)
+        data = g.const("embed.qweight", packed)
+        esc = g.const("embed.scales", escale)
+        h = g.op("GatherBlockQuantized", [data, "input_ids", esc], domain=MS,
+                 bits=4, block_size=BLOCK, gather_axis=0, quantize_axis=1)
+
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, ["sequence_length", "total_sequence_length"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", 1, cfg.vocab])]
+
+    skip_in = None  # output of the previous block, added to the residual by the next norm
+    for i in range(cfg.n_layers):
+        p = f"blk.{i}."
+        past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
+        pres_k, pres_v = f"present.{i}.key", f"present.{i}.value"
+        for name in (past_k, past_v):
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch_size", KV, "past_sequence_length", D]))
+        for name in (pres_k, pres_v):
+            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch_size", KV, "total_sequence_length", D]))
+
+        norm_w = g.const(p + "attn_norm.weight", t[p + "attn_norm.weight"])
+        if skip_in is None:
+            x = g.op("SimplifiedLayerNormalization", [h, norm_w], axis=-1, epsilon=cfg.rms_eps)
+        else:
+            x, _, _, h = g.op("SkipSimplifiedLayerNormalization", [skip_in, h, norm_w], domain=MS,
+                              out=[g.name("sln"), "", "", g.name("resid")], epsilon=cfg.rms_eps)
+
+        q = g.linear(x, unpermute_qk(t[p + "attn_q.weight"], cfg.n_heads), p + "attn_q")
+        k = g.linear(x, unpermute_qk(t[p + "attn_k.weight"], KV), p + "attn_k")
+        v = g.linear(x, t[p + "attn_v.weight"], p + "attn_v")
+
+        def heads(y, n):  # [B, S, n*D] -> [B, n, S, D]
+            return g.op("Transpose", [g.op("Reshape", [y, i64(0, 0, n, D)])], perm=[0, 2, 1, 3])
+
+        q4 = g.op("RotaryEmbedding", [heads(q, cfg.n_heads), "position_ids", "cos_cache", "sin_cache"],
+                  domain=MS, interleaved=0)
+        k4 = g.op("RotaryEmbedding", [heads(k, KV), "position_ids", "cos_cache", "sin_cache"],
+                  domain=MS, interleaved=0)
+        v4 = heads(v, KV)
+        k_all = g.op("Concat", [past_k, k4], axis=2, out=[pres_k])
+        v_all = g.op("Concat", [past_v, v4], axis=2, out=[pres_v])
+
+        # Grouped attention: query head j*group+r reads KV head j.
+        qg = g.op("Reshape", [g.op("Mul", [q4, scale]), i64(0, KV, group, -1, D)])  # [B,KV,G,S,D]
+        kt = g.op("Unsqueeze", [g.op("Transpose", [k_all], perm=[0, 1, 3, 2]), i64(2)])  # [B,KV,1,D,T]
+        scores = g.op("Add", [g.op("MatMul", [qg, kt]), "attention_bias"])  # [B,KV,G,S,T]
+        probs = g.op("Softmax", [scores], axis=-1)
+        ctx = g.op("MatMul", [probs, g.op("Unsqueeze", [v_all, i64(2)])])  # [B,KV,G,S,D]
+        ctx = g.op("Reshape", [ctx, i64(0, cfg.n_heads, -1, D)])
+        ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64(0, 0, H)])
+        attn = g.linear(ctx, t[p + "attn_output.weight"], p + "attn_output")
+
+        ffn_w = g.const(p + "ffn_norm.weight", t[p + "ffn_norm.weight"])
+        x, _, _, h = g.op("SkipSimplifiedLayerNormalization", [attn, h, ffn_w], domain=MS,
+                          out=[g.name("sln"), "", "", g.name("resid")], epsilon=cfg.rms_eps)
+        gate = g.linear(x, t[p + "ffn_gate.weight"], p + "ffn_gate")
+        up = g.linear(x, t[p + "ffn_up.weight"], p + "ffn_up")
+        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
+        skip_in = g.linear(act, t[p + "ffn_down.weight"], p + "ffn_down")
+
+    out_w = g.const("output_norm.weight", t["output_norm.weight"])
+    x, _, _, _ = g.op("SkipSimplifiedLayerNormalization", [skip_in, h, out_w], domain=MS,
+                      out=[g.name("sln"), "", "", ""], epsilon=cfg.rms_eps)
+    last = g.op("Slice", [x, i64(-1), i64(np.iinfo(np.int64).max), i64(1)])
+    if variant == "f32":
+        g.op("MatMul", [last, g.op("Transpose", [table], perm=[1, 0])], out=["logits"])
+    else:
+        g.linear(last, emb, "lm_head", out=["logits"])
+
+    graph = helper.make_graph(g.nodes, "edgevox-llama", inputs, outputs, initializer=g.inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)],
+        producer_name="edgevox-export-llm",
+    )
+    model.ir_version = 10
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer and chat template
+
+# GGUF `tokenizer.ggml.pre` -> the `tokenizers` pre-tokenizer the original model used.
+PRE_TOKENIZERS = {
+    # SmolLM / SmolLM2: digits one by one, then GPT-2 byte-level splitting.
+    "smollm": {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        ],
+    },
+    "gpt-2": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+}
+
+
+def build_tokenizer(reader) -> dict:
+    model = _field(reader, "tokenizer.ggml.model")
+    if model != "gpt2":
+        raise ExportError(f"tokenizer.ggml.model is {model!r}; only byte-level BPE ('gpt2') is supported")
+    pre = _field(reader, "tokenizer.ggml.pre", "gpt-2")
+    if pre not in PRE_TOKENIZERS:
+        raise ExportError(f"pre-tokenizer {pre!r} is not known to the exporter")
+    tokens = list(_field(reader, "tokenizer.ggml.tokens"))
+    types = list(_field(reader, "tokenizer.ggml.token_type"))
+    merges = [m.split(" ", 1) for m in _field(reader, "tokenizer.ggml.merges")]
+    added = [
+        {"id": i, "content": tok, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}
+        for i, (tok, ty) in enumerate(zip(tokens, types)) if ty in (3, 4)  # CONTROL, USER_DEFINED
+    ]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": PRE_TOKENIZERS[pre],
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+            "vocab": {tok: i for i, tok in enumerate(tokens)},
+            "merges": merges,
+        },
+    }
+
+
+def chat_template_pieces(reader) -> dict:
+    """Renders the GGUF's Jinja chat template around sentinels to get each role's wrapping."""
+    import jinja2
+
+    source = _field(reader, "tokenizer.chat_template")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    template = env.from_string(source)
+    sentinel = "\x00MSG\x00"
+
+    def render(messages, gen):
+        return template.render(messages=messages, add_generation_prompt=gen, bos_token="", eos_token="")
+
+    pieces = {}
+    for role in ("system", "user", "assistant"):
+        msgs = [{"role": "system", "content": "S"}] if role != "system" else []
+        base = render(msgs, False)
+        full = render(msgs + [{"role": role, "content": sentinel}], False)
+        if not full.startswith(base) or sentinel not in full:
+            raise ExportError("chat template does not render messages one after the other")
+        prefix, suffix = full[len(base):].split(sentinel)
+        pieces[role] = {"prefix": prefix, "suffix": suffix}
+    with_gen = render([{"role": "system", "content": "S"}], True)
+    pieces["generation_prompt"] = with_gen[len(render([{"role": "system", "content": "S"}], False)):]
+    default = render([{"role": "user", "content": sentinel}], False).split(sentinel)[0]
+    sys_prefix = pieces["system"]["prefix"]
+    if default.startswith(sys_prefix) and pieces["system"]["suffix"] in default:
+        pieces["template_default_system_prompt"] = default[len(sys_prefix):].split(pieces["system"]["suffix"])[0]
+    return pieces
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export(gguf_path: Path, out_dir: Path, variant: str = "q4") -> dict:
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(gguf_path)
+    except Exception as e:  # the gguf package raises a variety of errors on bad files
+        raise ExportError(f"{gguf_path}: not a readable GGUF file ({e})") from e
+    cfg = read_config(reader)
+    tensors = read_tensors(reader)
+    check_tensors(cfg, tensors)
+    tok = _field(reader, "tokenizer.ggml.tokens")
+    stop_names = ["<|im_end|>", "<|endoftext|>"]
+    stop_ids = [int(tok.index(n)) for n in stop_names if n in tok]
+    eos = int(_field(reader, "tokenizer.ggml.eos_token_id"))
+    if eos not in stop_ids:
+        stop_ids.append(eos)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"export: building {variant} graph ({cfg.n_layers} layers)", flush=True)
+    model = build_model(cfg, tensors, variant)
+    onnx_path = out_dir / "model.onnx"
+    onnx.save(model, onnx_path)
+    tok_path = out_dir / "tokenizer.json"
+    tok_path.write_text(json.dumps(build_tokenizer(reader), ensure_ascii=False))
+
+    meta = {
+        "format": 1,
+        "variant": variant,
+        "source": {"file": gguf_path.name, "sha256": sha256_of(gguf_path)},
+        "config": asdict(cfg),
+        "bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id")),
+        "stop_ids": stop_ids,
+        "chat": chat_template_pieces(reader),
+        "files": {
+            p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in (onnx_path, tok_path)
+        },
+    }
+    (out_dir / "llm.json").write_text(json.dumps(meta, indent=2))
+    print(f"export: wrote {onnx_path} ({meta['files']['model.onnx']['size']} bytes)", flush=True)
+    return meta
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("gguf", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--variant", choices=["q4", "f32"], default="q4")
+    args = ap.parse_args(argv)
+    try:
+        export(args.gguf, args.out_dir, args.variant)
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

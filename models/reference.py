@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Independent references for the exported LLM: ONNX Runtime on the same ONNX, and llama.cpp
+(llama-cpp-python) on the GGUF itself.
+
+    python3 models/reference.py ort MODEL_DIR OUT.json      # logits + greedy tokens via ORT
+    python3 models/reference.py llamacpp GGUF TEXT OUT.json  # teacher-forced top-1 via llama.cpp
+
+The JSON files are read by edgevox's Rust tests (tests/llm_fidelity.rs), which run tract on
+the same inputs and assert agreement, so every figure is checked by `make test`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# The fixed prompt the fidelity check uses: the product's chat format and default prompt.
+FIDELITY_SYSTEM = "You are a helpful voice assistant on smart glasses. Answer in one short, factual sentence."
+FIDELITY_QUESTION = "What is the capital of France?"
+
+
+def render_chat(meta: dict, system: str, user: str) -> str:
+    c = meta["chat"]
+    return (c["system"]["prefix"] + system + c["system"]["suffix"]
+            + c["user"]["prefix"] + user + c["user"]["suffix"] + c["generation_prompt"])
+
+
+def causal_bias(seq: int, past: int) -> np.ndarray:
+    total = past + seq
+    i = np.arange(seq)[:, None] + past
+    j = np.arange(total)[None, :]
+    return np.where(j <= i, 0.0, -np.inf).astype(np.float32)
+
+
+class OrtLlm:
+    """The exported decoder run by ONNX Runtime with an explicit KV cache."""
+
+    def __init__(self, model_dir: Path, threads: int = 2):
+        import onnxruntime as ort
+
+        self.meta = json.loads((model_dir / "llm.json").read_text())
+        cfg = self.meta["config"]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        self.sess = ort.InferenceSession(str(model_dir / "model.onnx"), so, providers=["CPUExecutionProvider"])
+        self.n_layers, self.kv, self.d = cfg["n_layers"], cfg["n_kv_heads"], cfg["head_dim"]
+        self.reset()
+
+    def reset(self):
+        empty = np.zeros((1, self.kv, 0, self.d), dtype=np.float32)
+        self.cache = {}
+        for i in range(self.n_layers):
+            self.cache[f"past_key_values.{i}.key"] = empty
+            self.cache[f"past_key_values.{i}.value"] = empty
+        self.pos = 0
+
+    def forward(self, tokens: list[int]) -> np.ndarray:
+        s = len(tokens)
+        feeds = {
+            "input_ids": np.array([tokens], dtype=np.int64),
+            "position_ids": np.arange(self.pos, self.pos + s, dtype=np.int64)[None, :],
+            "attention_bias": causal_bias(s, self.pos),
+            **self.cache,
+        }
+        names = [o.name for o in self.sess.get_outputs()]
+        outs = dict(zip(names, self.sess.run(names, feeds)))
+        for i in range(self.n_layers):
+            self.cache[f"past_key_values.{i}.key"] = outs[f"present.{i}.key"]
+            self.cache[f"past_key_values.{i}.value"] = outs[f"present.{i}.value"]
+        self.pos += s
+        return outs["logits"][0, -1]
+
+    def greedy(self, prompt: list[int], n: int) -> tuple[np.ndarray, list[int]]:
+        self.reset()
+        logits = self.forward(prompt)
+        first = logits.copy()
+        out = []
+        for _ in range(n):
+            t = int(np.argmax(logits))
+            out.append(t)
+            logits = self.forward([t])
+        return first, out
+
+
+def tokenizer_for(model_dir: Path):
+    from tokenizers import Tokenizer  # optional; only for the CLI below
+
+    return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+
+def cmd_ort(model_dir: Path, out: Path, n: int) -> None:
+    llm = OrtLlm(model_dir)
+    prompt_text = render_chat(llm.meta, FIDELITY_SYSTEM, FIDELITY_QUESTION)
+    prompt = llama_tokenize_fallback(model_dir, prompt_text)
+    first, tokens = llm.greedy(prompt, n)
+    out.write_text(json.dumps({
+        "prompt": prompt_text, "prompt_ids": prompt, "first_logits": first.tolist(),
+        "greedy": tokens,
+    }))
+    print(f"reference: ORT greedy {tokens[:12]}... -> {out}")
+
+
+def llama_tokenize_fallback(model_dir: Path, text: str) -> list[int]:
+    """Token ids of `text` with special tokens parsed, via the `tokenizers` package if present,
+    else via the exported tokenizer.json read by a tiny BPE (not needed on CI)."""
+    tok = tokenizer_for(model_dir)
+    return tok.encode(text, add_special_tokens=False).ids
+
+
+def cmd_llamacpp(gguf: Path, text_path: Path, out: Path, prompt: str) -> None:
+    from llama_cpp import Llama
+
+    text = text_path.read_text()
+    llm = Llama(model_path=str(gguf), n_ctx=2048, logits_all=True, verbose=False, n_threads=2)
+    ids = llm.tokenize(text.encode(), add_bos=False, special=False)
+    llm.reset()
+    llm.eval(ids)
+    scores = np.asarray(llm.scores[: len(ids)])
+    top1 = scores.argmax(axis=-1).tolist()
+    prompt_ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    out.write_text(json.dumps({
+        "text": text, "ids": ids, "top1": top1, "chat_prompt": prompt, "chat_prompt_ids": prompt_ids,
+    }))
+    print(f"reference: llama.cpp teacher-forced top-1 over {len(ids)} tokens -> {out}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("ort")
+    a.add_argument("model_dir", type=Path)
+    a.add_argument("out", type=Path)
+    a.add_argument("--tokens", type=int, default=32)
+    b = sub.add_parser("llamacpp")
+    b.add_argument("gguf", type=Path)
+    b.add_argument("text", type=Path)
+    b.add_argument("out", type=Path)
+    b.add_argument("--model-dir", type=Path, required=True, help="exported dir, for the chat template")
+    args = ap.parse_args(argv)
+    if args.cmd == "ort":
+        cmd_ort(args.model_dir, args.out, args.tokens)
+    else:
+        meta = json.loads((args.model_dir / "llm.json").read_text())
+        cmd_llamacpp(args.gguf, args.text, args.out, render_chat(meta, FIDELITY_SYSTEM, FIDELITY_QUESTION))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

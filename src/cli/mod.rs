@@ -1,0 +1,82 @@
+//! Subcommands, one module each.
+
+mod bench;
+mod chat;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use edgevox::llm::{LlmModel, LoadOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgevox",
+    version,
+    about = "Offline voice assistant for small ARM boards"
+)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl Cli {
+    pub fn log_level(&self) -> &'static str {
+        match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Talk to the LLM in text: interactive, or one shot with --prompt.
+    Chat(chat::ChatArgs),
+    /// Measure a stage and print JSON.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Chat(args) => chat::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// Where the exported LLM lives and how to load it; shared by the subcommands that use it.
+#[derive(Args, Debug, Clone)]
+pub struct LlmArgs {
+    /// Directory with model.onnx, tokenizer.json and llm.json.
+    #[arg(long, env = "EDGEVOX_LLM", default_value_os_t = default_llm_dir())]
+    pub model_dir: PathBuf,
+    /// Threads for the LLM's matrix products.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl LlmArgs {
+    pub fn load(&self) -> Result<std::sync::Arc<LlmModel>> {
+        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        LlmModel::load(
+            &self.model_dir,
+            &LoadOptions {
+                threads: self.threads,
+                verify_checksums: true,
+            },
+        )
+    }
+}
+
+/// `$EDGEVOX_CACHE/smollm2/q4`, or `models/cache/smollm2/q4` under the working directory.
+pub fn default_llm_dir() -> PathBuf {
+    let cache = std::env::var_os("EDGEVOX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or("models/cache".into());
+    cache.join("smollm2").join("q4")
+}

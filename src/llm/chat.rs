@@ -1,0 +1,328 @@
+//! A conversation with the model: the chat template, a bounded history, the system prompt's
+//! KV cache computed once and reused, and replies streamed piece by piece.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use log::{debug, info};
+use serde::Serialize;
+
+use super::model::{KvCache, LlmModel};
+use super::sampler::{Sampler, SamplingParams};
+use super::text::Utf8Stream;
+
+/// The product's default system prompt. With a 135M model the prompt decides whether the
+/// answer is a fact or a ramble: this one keeps replies to one short, factual sentence,
+/// which is also what a voice assistant should say.
+pub const DEFAULT_SYSTEM_PROMPT: &str =
+    "You are a helpful voice assistant on smart glasses. Answer in one short, factual sentence.";
+
+/// How a conversation behaves.
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    pub system_prompt: String,
+    pub sampling: SamplingParams,
+    /// Most tokens one reply may have.
+    pub max_new_tokens: usize,
+    /// Tokens of context the conversation may use (at most the model's).
+    pub context: usize,
+    /// Tokens a prompt is fed in at a time (bounds the activations' memory).
+    pub prefill_chunk: usize,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        ChatOptions {
+            system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+            sampling: SamplingParams::default(),
+            max_new_tokens: 96,
+            context: 2048,
+            prefill_chunk: 128,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfTurn,
+    MaxTokens,
+    ContextFull,
+}
+
+/// One reply with its timings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub stop: StopReason,
+    /// Tokens fed before the first generated one (the turn, plus any re-fed history).
+    pub prompt_tokens: usize,
+    /// Turns dropped from the front of the history to make room.
+    pub dropped_turns: usize,
+    #[serde(serialize_with = "ser_ms")]
+    pub prefill: Duration,
+    #[serde(serialize_with = "ser_ms")]
+    pub time_to_first_token: Duration,
+    #[serde(serialize_with = "ser_ms")]
+    pub decode: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(crate::metrics::ms(*d))
+}
+
+impl Reply {
+    /// Generated tokens per second after the first one.
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        let n = self.tokens.len().saturating_sub(1);
+        if n == 0 || self.decode.is_zero() {
+            0.0
+        } else {
+            n as f64 / self.decode.as_secs_f64()
+        }
+    }
+}
+
+/// One finished exchange, as tokens ready to be re-fed if the cache is rebuilt.
+#[derive(Debug, Clone)]
+struct Turn {
+    tokens: Vec<u32>,
+}
+
+pub struct Chat {
+    model: Arc<LlmModel>,
+    opts: ChatOptions,
+    sampler: Sampler,
+    system_tokens: Vec<u32>,
+    /// Cache after the system prompt alone: the prefix every turn starts from.
+    system_cache: KvCache,
+    /// Cache of the system prompt and the kept history (minus `pending`).
+    cache: KvCache,
+    history: Vec<Turn>,
+    /// Tokens of the last turn not yet fed to the model (the end-of-turn wrapping).
+    pending: Vec<u32>,
+    /// All token ids the model has seen in this conversation, for the repetition penalty.
+    recent: Vec<u32>,
+}
+
+impl Chat {
+    /// Starts a conversation: computes the system prompt's cache once.
+    pub fn new(model: Arc<LlmModel>, opts: ChatOptions) -> Result<Chat> {
+        opts.sampling.validate()?;
+        ensure!(opts.max_new_tokens > 0, "max new tokens must be at least 1");
+        ensure!(
+            opts.prefill_chunk > 0,
+            "prefill chunk must be at least 1 token"
+        );
+        ensure!(
+            opts.context <= model.context_length(),
+            "context {} is larger than the model's {}",
+            opts.context,
+            model.context_length()
+        );
+        let t = &model.meta.chat;
+        let system_tokens = if opts.system_prompt.is_empty() {
+            Vec::new()
+        } else {
+            model.encode(&format!(
+                "{}{}{}",
+                t.system.prefix, opts.system_prompt, t.system.suffix
+            ))?
+        };
+        ensure!(
+            system_tokens.len() + opts.max_new_tokens + 8 < opts.context,
+            "the system prompt ({} tokens) leaves no room in a context of {}",
+            system_tokens.len(),
+            opts.context
+        );
+        let mut cache = model.empty_cache()?;
+        let start = Instant::now();
+        if !system_tokens.is_empty() {
+            prefill(&model, &mut cache, &system_tokens, opts.prefill_chunk)?;
+        }
+        info!(
+            "system prompt: {} tokens cached in {:?}",
+            system_tokens.len(),
+            start.elapsed()
+        );
+        Ok(Chat {
+            sampler: Sampler::new(opts.sampling.clone()),
+            system_cache: cache.clone(),
+            cache,
+            recent: system_tokens.clone(),
+            system_tokens,
+            model,
+            opts,
+            history: Vec::new(),
+            pending: Vec::new(),
+        })
+    }
+
+    pub fn model(&self) -> &Arc<LlmModel> {
+        &self.model
+    }
+
+    pub fn options(&self) -> &ChatOptions {
+        &self.opts
+    }
+
+    /// Tokens the conversation holds in the model's cache now.
+    pub fn context_used(&self) -> usize {
+        self.cache.len() + self.pending.len()
+    }
+
+    pub fn history_turns(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Forgets the history; the system prompt's cache is kept.
+    pub fn reset(&mut self) {
+        self.cache = self.system_cache.clone();
+        self.history.clear();
+        self.pending.clear();
+        self.recent = self.system_tokens.clone();
+    }
+
+    /// Asks `question` and streams the reply's text pieces to `on_piece` as they decode.
+    pub fn ask(&mut self, question: &str, mut on_piece: impl FnMut(&str)) -> Result<Reply> {
+        let question = question.trim();
+        if question.is_empty() {
+            bail!("the prompt is empty: nothing to answer");
+        }
+        let t = &self.model.meta.chat;
+        let turn_text = format!(
+            "{}{}{}{}",
+            t.user.prefix, question, t.user.suffix, t.generation_prompt
+        );
+        let turn = self.model.encode(&turn_text)?;
+        let room = self.opts.context - self.system_tokens.len();
+        if turn.len() + self.opts.max_new_tokens.min(16) > room {
+            bail!(
+                "the prompt is {} tokens; with the system prompt ({} tokens) and room for a \
+                 reply it does not fit the context of {} tokens",
+                turn.len(),
+                self.system_tokens.len(),
+                self.opts.context
+            );
+        }
+
+        // When this turn and a full reply do not fit after the kept history, drop the oldest
+        // turns and rebuild the cache from the system prompt's.
+        let need = turn.len() + self.opts.max_new_tokens;
+        let mut dropped = 0;
+        let mut feed = std::mem::take(&mut self.pending);
+        if self.cache.len() + feed.len() + need > self.opts.context {
+            let kept = |h: &[Turn]| h.iter().map(|t| t.tokens.len()).sum::<usize>();
+            while self.system_tokens.len() + kept(&self.history) + need > self.opts.context
+                && !self.history.is_empty()
+            {
+                self.history.remove(0);
+                dropped += 1;
+            }
+            self.cache = self.system_cache.clone();
+            feed = self
+                .history
+                .iter()
+                .flat_map(|h| h.tokens.iter().copied())
+                .collect();
+            info!(
+                "context full: dropped {dropped} oldest turn(s), re-feeding {} tokens",
+                feed.len()
+            );
+        }
+        feed.extend_from_slice(&turn);
+
+        let start = Instant::now();
+        let fed = feed.len();
+        let mut logits = prefill(&self.model, &mut self.cache, &feed, self.opts.prefill_chunk)?;
+        self.recent.extend_from_slice(&turn);
+        let prefill_time = start.elapsed();
+
+        let mut stream = Utf8Stream::default();
+        let mut text = String::new();
+        let mut tokens = Vec::new();
+        let mut ttft = Duration::ZERO;
+        let stop;
+        loop {
+            let next = self.sampler.sample(&mut logits, &self.recent);
+            if tokens.is_empty() {
+                ttft = start.elapsed();
+            }
+            if self.model.is_stop(next) {
+                stop = StopReason::EndOfTurn;
+                break;
+            }
+            tokens.push(next);
+            self.recent.push(next);
+            let piece = stream.push(self.model.token_bytes(next));
+            if !piece.is_empty() {
+                on_piece(&piece);
+                text.push_str(&piece);
+            }
+            if tokens.len() >= self.opts.max_new_tokens {
+                stop = StopReason::MaxTokens;
+                break;
+            }
+            if self.cache.len() + 1 >= self.opts.context {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            logits = self.model.forward(&mut self.cache, &[next])?;
+        }
+        let tail = stream.finish();
+        if !tail.is_empty() {
+            on_piece(&tail);
+            text.push_str(&tail);
+        }
+        let decode = start.elapsed() - ttft;
+
+        // The last generated token (and the turn's closing) is not in the cache yet.
+        let closing = self.model.encode(&t.assistant.suffix)?;
+        let mut turn_tokens = turn;
+        turn_tokens.extend_from_slice(&tokens);
+        turn_tokens.extend_from_slice(&closing);
+        // On end of turn every reply token was fed; otherwise the loop stopped before feeding
+        // the last one.
+        self.pending = match (stop, tokens.last()) {
+            (StopReason::EndOfTurn, _) | (_, None) => Vec::new(),
+            (_, Some(&last)) => vec![last],
+        };
+        self.pending.extend_from_slice(&closing);
+        self.history.push(Turn {
+            tokens: turn_tokens,
+        });
+        debug!(
+            "turn done: {} tokens in context, {} turns",
+            self.context_used(),
+            self.history.len()
+        );
+        Ok(Reply {
+            text: text.trim().to_string(),
+            tokens,
+            stop,
+            prompt_tokens: fed,
+            dropped_turns: dropped,
+            prefill: prefill_time,
+            time_to_first_token: ttft,
+            decode,
+        })
+    }
+}
+
+/// Feeds `tokens` in chunks of `chunk`; returns the logits after the last one.
+pub fn prefill(
+    model: &LlmModel,
+    cache: &mut KvCache,
+    tokens: &[u32],
+    chunk: usize,
+) -> Result<Vec<f32>> {
+    ensure!(!tokens.is_empty(), "nothing to prefill");
+    let mut logits = Vec::new();
+    for part in tokens.chunks(chunk.max(1)) {
+        logits = model.forward(cache, part)?;
+    }
+    Ok(logits)
+}

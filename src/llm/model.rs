@@ -1,0 +1,291 @@
+//! The loaded decoder: an ONNX graph optimized once by tract and shared behind an `Arc`, and
+//! the per-conversation KV cache it reads and extends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use log::{debug, info};
+use tokenizers::Tokenizer;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+use tract_onnx::tract_core::tract_linalg::multithread::Executor;
+
+use super::meta::LlmMeta;
+use super::text::token_bytes;
+use crate::artefact;
+
+/// How to load the model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Threads for tract's matrix products (1 = no thread pool).
+    pub threads: usize,
+    /// Check the files' sha256 against llm.json (size is always checked).
+    pub verify_checksums: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            threads: 1,
+            verify_checksums: true,
+        }
+    }
+}
+
+type Plan = TypedSimplePlan;
+
+/// A loaded, optimized decoder plus its tokenizer. Load once, share, spawn caches from it.
+pub struct LlmModel {
+    pub meta: LlmMeta,
+    pub dir: PathBuf,
+    pub tokenizer: Tokenizer,
+    plan: Arc<Plan>,
+    token_bytes: Vec<Vec<u8>>,
+    /// Bytes of `model.onnx` on disk.
+    pub model_bytes: u64,
+    pub load_time: Duration,
+    pub threads: usize,
+}
+
+impl std::fmt::Debug for LlmModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmModel")
+            .field("dir", &self.dir)
+            .field("variant", &self.meta.variant)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// The keys and values of every layer for the tokens seen so far.
+#[derive(Clone)]
+pub struct KvCache {
+    tensors: Vec<TValue>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of tokens the cache holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held by the cache tensors.
+    pub fn bytes(&self) -> usize {
+        self.tensors
+            .iter()
+            .map(|t| t.len() * t.datum_type().size_of())
+            .sum()
+    }
+}
+
+impl LlmModel {
+    /// Loads `model.onnx`, `tokenizer.json` and `llm.json` from `dir`, checking each file.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Arc<LlmModel>> {
+        let start = Instant::now();
+        let meta = LlmMeta::read(&dir.join("llm.json"))?;
+        for file in ["model.onnx", "tokenizer.json"] {
+            let path = dir.join(file);
+            let want = meta.recorded(file)?;
+            if opts.verify_checksums {
+                artefact::verify(&path, want)?;
+            } else {
+                let size = std::fs::metadata(&path)
+                    .with_context(|| format!("{} is missing (run `make models`)", path.display()))?
+                    .len();
+                ensure!(
+                    size == want.size,
+                    "{} is {size} bytes but {} were recorded: truncated or replaced",
+                    path.display(),
+                    want.size
+                );
+            }
+        }
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| anyhow!("{}: not a usable tokenizer: {e}", tok_path.display()))?;
+        ensure!(
+            tokenizer.get_vocab_size(true) == meta.config.vocab,
+            "{}: {} tokens, but the model has a vocabulary of {}",
+            tok_path.display(),
+            tokenizer.get_vocab_size(true),
+            meta.config.vocab
+        );
+        let specials: Vec<u32> = tokenizer
+            .get_added_tokens_decoder()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let vocab: Vec<(String, u32)> = tokenizer.get_vocab(true).into_iter().collect();
+        let token_bytes = token_bytes(&vocab, &specials);
+
+        let onnx_path = dir.join("model.onnx");
+        let model_bytes = std::fs::metadata(&onnx_path)?.len();
+        let plan = build_plan(&onnx_path, &meta, opts.threads)
+            .with_context(|| format!("{}: tract could not load the model", onnx_path.display()))?;
+        let load_time = start.elapsed();
+        info!(
+            "loaded {} ({} variant, {model_bytes} bytes) in {load_time:?} with {} thread(s)",
+            onnx_path.display(),
+            meta.variant,
+            opts.threads
+        );
+        Ok(Arc::new(LlmModel {
+            meta,
+            dir: dir.to_path_buf(),
+            tokenizer,
+            plan,
+            token_bytes,
+            model_bytes,
+            load_time,
+            threads: opts.threads,
+        }))
+    }
+
+    /// Longest sequence (prompt + reply) the model handles.
+    pub fn context_length(&self) -> usize {
+        self.meta.config.context_length
+    }
+
+    /// An empty KV cache.
+    pub fn empty_cache(&self) -> Result<KvCache> {
+        let c = &self.meta.config;
+        let empty = Tensor::zero::<f32>(&[1, c.n_kv_heads, 0, c.head_dim])?.into_tvalue();
+        Ok(KvCache {
+            tensors: vec![empty; 2 * c.n_layers],
+            len: 0,
+        })
+    }
+
+    /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) are parsed.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenizing failed: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The raw bytes a token stands for (empty for special tokens).
+    pub fn token_bytes(&self, id: u32) -> &[u8] {
+        self.token_bytes
+            .get(id as usize)
+            .map(|b| b.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&t| self.token_bytes(t).to_vec())
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.meta.stop_ids.contains(&id)
+    }
+
+    /// Runs `tokens` after what `cache` holds, extends the cache, and returns the logits of
+    /// the last position.
+    pub fn forward(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        ensure!(!tokens.is_empty(), "forward needs at least one token");
+        let vocab = self.meta.config.vocab as u32;
+        if let Some(bad) = tokens.iter().find(|&&t| t >= vocab) {
+            bail!("token id {bad} is outside the vocabulary of {vocab}");
+        }
+        let (s, p) = (tokens.len(), cache.len);
+        ensure!(
+            p + s <= self.context_length(),
+            "{} tokens exceed the model's context of {}",
+            p + s,
+            self.context_length()
+        );
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let pos: Vec<i64> = (p as i64..(p + s) as i64).collect();
+        let mut bias = vec![0f32; s * (p + s)];
+        for i in 0..s {
+            for j in (p + i + 1)..(p + s) {
+                bias[i * (p + s) + j] = f32::NEG_INFINITY;
+            }
+        }
+        let mut inputs: TVec<TValue> = tvec![
+            Tensor::from_shape(&[1, s], &ids)?.into_tvalue(),
+            Tensor::from_shape(&[1, s], &pos)?.into_tvalue(),
+            Tensor::from_shape(&[s, p + s], &bias)?.into_tvalue(),
+        ];
+        inputs.extend(cache.tensors.iter().cloned());
+        let mut outputs = self.plan.run(inputs)?;
+        ensure!(
+            outputs.len() == 1 + cache.tensors.len(),
+            "model returned {} outputs, expected {}",
+            outputs.len(),
+            1 + cache.tensors.len()
+        );
+        for (slot, t) in cache.tensors.iter_mut().zip(outputs.drain(1..)) {
+            *slot = t;
+        }
+        cache.len = p + s;
+        let logits = outputs.remove(0);
+        let logits = logits.to_plain_array_view::<f32>()?;
+        let row = logits.as_slice().context("logits are not contiguous")?;
+        ensure!(
+            row.len() == self.meta.config.vocab,
+            "logits have {} values",
+            row.len()
+        );
+        debug!("forward: {s} tokens after {p}");
+        Ok(row.to_vec())
+    }
+}
+
+fn build_plan(path: &Path, meta: &LlmMeta, threads: usize) -> Result<Arc<Plan>> {
+    let c = &meta.config;
+    let mut model = tract_onnx::onnx().model_for_path(path)?;
+    let n_inputs = model.inputs.len();
+    ensure!(
+        n_inputs == 3 + 2 * c.n_layers,
+        "{n_inputs} inputs, expected {} for {} layers",
+        3 + 2 * c.n_layers,
+        c.n_layers
+    );
+    let s = model.symbols.sym("S");
+    let p = model.symbols.sym("P");
+    let (s, p) = (TDim::from(s), TDim::from(p));
+    let tokens = InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s.clone()]);
+    model.set_input_fact(0, tokens.clone())?;
+    model.set_input_fact(1, tokens)?;
+    model.set_input_fact(
+        2,
+        InferenceFact::dt_shape(f32::datum_type(), tvec![s.clone(), p.clone() + s.clone()]),
+    )?;
+    let kv = InferenceFact::dt_shape(
+        f32::datum_type(),
+        tvec![
+            1.to_dim(),
+            c.n_kv_heads.to_dim(),
+            p.clone(),
+            c.head_dim.to_dim()
+        ],
+    );
+    for i in 3..n_inputs {
+        model.set_input_fact(i, kv.clone())?;
+    }
+    let typed = model.into_optimized()?;
+    let executor = if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    };
+    let options = RunOptions {
+        executor: Some(executor),
+        ..Default::default()
+    };
+    Ok(typed.into_runnable_with_options(&options)?)
+}

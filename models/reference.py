@@ -86,7 +86,8 @@ class OrtLlm:
 
 
 def tokenizer_for(model_dir: Path):
-    from tokenizers import Tokenizer  # optional; only for the CLI below
+    """HF's own `tokenizers` reading the exported tokenizer.json (a check that it loads there too)."""
+    from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
@@ -94,20 +95,13 @@ def tokenizer_for(model_dir: Path):
 def cmd_ort(model_dir: Path, out: Path, n: int) -> None:
     llm = OrtLlm(model_dir)
     prompt_text = render_chat(llm.meta, FIDELITY_SYSTEM, FIDELITY_QUESTION)
-    prompt = llama_tokenize_fallback(model_dir, prompt_text)
+    prompt = tokenizer_for(model_dir).encode(prompt_text, add_special_tokens=False).ids
     first, tokens = llm.greedy(prompt, n)
     out.write_text(json.dumps({
         "prompt": prompt_text, "prompt_ids": prompt, "first_logits": first.tolist(),
         "greedy": tokens,
     }))
     print(f"reference: ORT greedy {tokens[:12]}... -> {out}")
-
-
-def llama_tokenize_fallback(model_dir: Path, text: str) -> list[int]:
-    """Token ids of `text` with special tokens parsed, via the `tokenizers` package if present,
-    else via the exported tokenizer.json read by a tiny BPE (not needed on CI)."""
-    tok = tokenizer_for(model_dir)
-    return tok.encode(text, add_special_tokens=False).ids
 
 
 def cmd_llamacpp(gguf: Path, text_path: Path, out: Path, prompt: str) -> None:

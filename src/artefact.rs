@@ -42,6 +42,21 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 /// Fails unless `path` exists with the recorded size and sha256.
 pub fn verify(path: &Path, want: &Recorded) -> Result<()> {
+    verify_size(path, want)?;
+    let got = sha256_file(path)?;
+    if got != want.sha256 {
+        bail!(
+            "{} has sha256 {got} but {} was recorded: the file is corrupted \
+             (run `make models` to rebuild it)",
+            path.display(),
+            want.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Fails unless `path` exists with the recorded size (the cheap half of [`verify`]).
+pub fn verify_size(path: &Path, want: &Recorded) -> Result<()> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("{} is missing (run `make models`)", path.display()))?;
     if meta.len() != want.size {
@@ -51,15 +66,6 @@ pub fn verify(path: &Path, want: &Recorded) -> Result<()> {
             path.display(),
             meta.len(),
             want.size
-        );
-    }
-    let got = sha256_file(path)?;
-    if got != want.sha256 {
-        bail!(
-            "{} has sha256 {got} but {} was recorded: the file is corrupted \
-             (run `make models` to rebuild it)",
-            path.display(),
-            want.sha256
         );
     }
     Ok(())

@@ -96,15 +96,7 @@ impl LlmModel {
             if opts.verify_checksums {
                 artefact::verify(&path, want)?;
             } else {
-                let size = std::fs::metadata(&path)
-                    .with_context(|| format!("{} is missing (run `make models`)", path.display()))?
-                    .len();
-                ensure!(
-                    size == want.size,
-                    "{} is {size} bytes but {} were recorded: truncated or replaced",
-                    path.display(),
-                    want.size
-                );
+                artefact::verify_size(&path, want)?;
             }
         }
         let tok_path = dir.join("tokenizer.json");

@@ -69,14 +69,8 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
 
 fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
     let chat = &model.meta.chat;
-    let system = model.encode(&format!(
-        "{}{}{}",
-        chat.system.prefix, DEFAULT_SYSTEM_PROMPT, chat.system.suffix
-    ))?;
-    let turn = model.encode(&format!(
-        "{}{}{}{}",
-        chat.user.prefix, QUESTION, chat.user.suffix, chat.generation_prompt
-    ))?;
+    let system = model.encode(&chat.system_text(DEFAULT_SYSTEM_PROMPT))?;
+    let turn = model.encode(&chat.user_turn_text(QUESTION))?;
     let full: Vec<u32> = system.iter().chain(&turn).copied().collect();
     let mut system_cache = model.empty_cache()?;
     prefill(model, &mut system_cache, &system, usize::MAX)?;

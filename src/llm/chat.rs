@@ -106,6 +106,8 @@ pub struct Chat {
     pending: Vec<u32>,
     /// All token ids the model has seen in this conversation, for the repetition penalty.
     recent: Vec<u32>,
+    /// The assistant's end-of-turn wrapping, tokenized once.
+    closing_tokens: Vec<u32>,
 }
 
 impl Chat {
@@ -127,10 +129,7 @@ impl Chat {
         let system_tokens = if opts.system_prompt.is_empty() {
             Vec::new()
         } else {
-            model.encode(&format!(
-                "{}{}{}",
-                t.system.prefix, opts.system_prompt, t.system.suffix
-            ))?
+            model.encode(&t.system_text(&opts.system_prompt))?
         };
         ensure!(
             system_tokens.len() + opts.max_new_tokens + 8 < opts.context,
@@ -148,7 +147,9 @@ impl Chat {
             system_tokens.len(),
             start.elapsed()
         );
+        let closing_tokens = model.encode(&t.assistant.suffix)?;
         Ok(Chat {
+            closing_tokens,
             sampler: Sampler::new(opts.sampling.clone()),
             system_cache: cache.clone(),
             cache,
@@ -192,12 +193,9 @@ impl Chat {
         if question.is_empty() {
             bail!("the prompt is empty: nothing to answer");
         }
-        let t = &self.model.meta.chat;
-        let turn_text = format!(
-            "{}{}{}{}",
-            t.user.prefix, question, t.user.suffix, t.generation_prompt
-        );
-        let turn = self.model.encode(&turn_text)?;
+        let turn = self
+            .model
+            .encode(&self.model.meta.chat.user_turn_text(question))?;
         let room = self.opts.context - self.system_tokens.len();
         if turn.len() + self.opts.max_new_tokens.min(16) > room {
             bail!(
@@ -280,17 +278,17 @@ impl Chat {
         let decode = start.elapsed() - ttft;
 
         // The last generated token (and the turn's closing) is not in the cache yet.
-        let closing = self.model.encode(&t.assistant.suffix)?;
+        let closing = &self.closing_tokens;
         let mut turn_tokens = turn;
         turn_tokens.extend_from_slice(&tokens);
-        turn_tokens.extend_from_slice(&closing);
+        turn_tokens.extend_from_slice(closing);
         // On end of turn every reply token was fed; otherwise the loop stopped before feeding
         // the last one.
         self.pending = match (stop, tokens.last()) {
             (StopReason::EndOfTurn, _) | (_, None) => Vec::new(),
             (_, Some(&last)) => vec![last],
         };
-        self.pending.extend_from_slice(&closing);
+        self.pending.extend_from_slice(closing);
         self.history.push(Turn {
             tokens: turn_tokens,
         });

@@ -41,6 +41,21 @@ pub struct ChatTemplate {
     pub template_default_system_prompt: Option<String>,
 }
 
+impl ChatTemplate {
+    /// The system prompt wrapped as the template wants it.
+    pub fn system_text(&self, prompt: &str) -> String {
+        format!("{}{prompt}{}", self.system.prefix, self.system.suffix)
+    }
+
+    /// A user turn followed by the prompt that makes the model answer as the assistant.
+    pub fn user_turn_text(&self, question: &str) -> String {
+        format!(
+            "{}{question}{}{}",
+            self.user.prefix, self.user.suffix, self.generation_prompt
+        )
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LlmMeta {
     pub format: u32,

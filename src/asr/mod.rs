@@ -4,6 +4,9 @@
 //! records each one's size and sha256 in `whisper.json`; [`Whisper::load`] checks them first,
 //! because whisper.cpp reads a truncated tensor without noticing.
 
+pub mod corpus;
+pub mod wer;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -92,7 +95,7 @@ impl std::str::FromStr for AudioCtx {
 }
 
 /// Padding of the default audio context (see the README's accuracy/latency table).
-pub const DEFAULT_PAD_S: f64 = 2.0;
+pub const DEFAULT_PAD_S: f64 = 3.0;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AsrOptions {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -23,6 +23,9 @@ use log::{info, warn};
 
 use super::resample::To16k;
 use super::{Source, downmix_into};
+
+/// Overruns are logged at most this often.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
 
 /// How to open the capture device.
 #[derive(Debug, Clone)]
@@ -51,6 +54,10 @@ pub struct DeviceInfo {
     pub is_default: bool,
     /// Native format, when the device could be asked: e.g. "2 ch, 48000 Hz, i16".
     pub default_config: Option<String>,
+    pub channels: Option<u16>,
+    pub sample_rate: Option<u32>,
+    /// cpal's name of the sample format ("i16", "f32", ...).
+    pub sample_format: Option<String>,
 }
 
 /// Input devices of the default host. Never fails for a missing sound card: it returns an
@@ -68,7 +75,8 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>> {
             .description()
             .map(|desc| desc.name().to_string())
             .unwrap_or_else(|_| id.id().to_string());
-        let default_config = d.default_input_config().ok().map(|c| {
+        let config = d.default_input_config().ok();
+        let default_config = config.as_ref().map(|c| {
             format!(
                 "{} ch, {} Hz, {}",
                 c.channels(),
@@ -81,6 +89,9 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>> {
             name,
             is_default: Some(&id) == default_id.as_ref(),
             default_config,
+            channels: config.as_ref().map(|c| c.channels()),
+            sample_rate: config.as_ref().map(|c| c.sample_rate()),
+            sample_format: config.as_ref().map(|c| c.sample_format().to_string()),
         });
     }
     Ok(out)
@@ -135,6 +146,7 @@ pub struct Capture {
     format: DeviceFormat,
     overruns: Arc<AtomicU64>,
     reported_overruns: u64,
+    last_report: Instant,
     failure: Arc<Mutex<Option<String>>>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -186,6 +198,7 @@ impl Capture {
             format,
             overruns,
             reported_overruns: 0,
+            last_report: Instant::now() - REPORT_EVERY,
             failure,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -244,12 +257,10 @@ impl Source for Capture {
                 bail!("capture from {} stopped: {msg}", self.device_name);
             }
             let lost = self.overruns.load(Ordering::Relaxed);
-            if lost > self.reported_overruns {
-                warn!(
-                    "capture: the consumer fell behind; {} samples dropped so far",
-                    lost
-                );
+            if lost > self.reported_overruns && self.last_report.elapsed() >= REPORT_EVERY {
+                warn!("capture: the consumer fell behind; {lost} samples dropped so far");
                 self.reported_overruns = lost;
+                self.last_report = Instant::now();
             }
             if !self.pull()? {
                 std::thread::sleep(Duration::from_millis(5));

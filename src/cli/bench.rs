@@ -9,11 +9,41 @@ use edgevox::metrics::{median, ms, peak_rss_bytes};
 use serde_json::{Value, json};
 
 use super::LlmArgs;
+use super::hear::{AsrArgs, VadArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// The LLM: load time, prefill and decode speed, time to first token, peak RSS.
     Llm(LlmBenchArgs),
+    /// Hearing: real-time factor and word error rate per Whisper variant, thread count and
+    /// encoder window; VAD cost per second of audio; peak RSS.
+    Asr(AsrBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AsrBenchArgs {
+    #[command(flatten)]
+    asr: AsrArgs,
+    #[command(flatten)]
+    vad: VadArgs,
+    /// Clips to measure; default: every clip of --manifest.
+    #[arg(long)]
+    clip: Vec<std::path::PathBuf>,
+    /// Clips with reference texts.
+    #[arg(long, default_value = "models/testdata/speech.toml")]
+    manifest: std::path::PathBuf,
+    /// Whisper variants to measure.
+    #[arg(long, value_delimiter = ',', default_value = "f16,q8_0,q5_1")]
+    variants: Vec<String>,
+    /// whisper.cpp thread counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    thread_counts: Vec<usize>,
+    /// Encoder windows to measure (full, fit, fit+S, frames).
+    #[arg(long, value_delimiter = ',', default_value = "full,fit")]
+    audio_ctxs: Vec<edgevox::asr::AudioCtx>,
+    /// Repetitions of each transcription (the median is reported).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -35,6 +65,11 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Llm(args) => {
             let report = bench_llm(&args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        BenchCommand::Asr(args) => {
+            let report = bench_asr(&args)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
@@ -111,5 +146,151 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
         "ttft_ms_without_prefix_cache": median(&cold),
         "ttft_ms_with_prefix_cache": median(&warm),
         "peak_rss_bytes_so_far": peak_rss_bytes(),
+    }))
+}
+
+struct BenchClip {
+    name: String,
+    text: Option<String>,
+    audio_s: f64,
+    utterances: Vec<Vec<f32>>,
+}
+
+fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
+    use edgevox::asr::{self, AsrOptions, Whisper, corpus, wer};
+    use edgevox::audio::{MemorySource, wav};
+    use edgevox::listen::Listener;
+
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    let clips = if args.clip.is_empty() {
+        corpus::load(&args.manifest, &super::cache_dir())?
+    } else {
+        let known = corpus::load(&args.manifest, &super::cache_dir()).unwrap_or_default();
+        args.clip
+            .iter()
+            .map(|p| corpus::Clip {
+                name: p
+                    .file_stem()
+                    .map_or("clip".into(), |s| s.to_string_lossy().into()),
+                text: known
+                    .iter()
+                    .find(|c| c.path.file_name() == p.file_name())
+                    .and_then(|c| c.text.clone()),
+                path: p.clone(),
+                synthetic: false,
+            })
+            .collect()
+    };
+    // Cut every clip into utterances once, as the assistant would, timing the VAD.
+    let (mut vad_audio_s, mut vad_ms, mut detector) = (0.0, 0.0, "");
+    let mut prepared = Vec::new();
+    for c in &clips {
+        let (samples, _) = wav::read_16k_mono(&c.path)?;
+        let audio_s = wav::seconds_16k(&samples);
+        let mut listener = Listener::new(
+            Box::new(MemorySource::new(samples)),
+            args.vad.detector()?,
+            args.vad.endpoint(),
+        );
+        detector = listener.detector_name();
+        let mut utterances = Vec::new();
+        while let Some(u) = listener.next_utterance()? {
+            utterances.push(u.samples);
+        }
+        vad_audio_s += audio_s;
+        vad_ms += ms(listener.vad_time);
+        prepared.push(BenchClip {
+            name: c.name.clone(),
+            text: c.text.clone(),
+            audio_s,
+            utterances,
+        });
+    }
+
+    let mut configs = Vec::new();
+    let mut models = Vec::new();
+    for variant in &args.variants {
+        let path = asr::model_path(&args.asr.whisper_dir, variant, true)?;
+        let t = Instant::now();
+        let mut whisper = Whisper::load(&path)?;
+        let load_ms = ms(t.elapsed());
+        models.push(json!({
+            "variant": variant,
+            "bytes": std::fs::metadata(&path)?.len(),
+            "load_ms": load_ms,
+        }));
+        for &threads in &args.thread_counts {
+            for &audio_ctx in &args.audio_ctxs {
+                let opts = AsrOptions {
+                    threads,
+                    audio_ctx,
+                    ..args.asr.options()
+                };
+                let (mut asr_total, mut audio_total, mut errs, mut words) = (0.0, 0.0, 0, 0);
+                let mut per_clip = Vec::new();
+                for c in &prepared {
+                    let mut texts = Vec::new();
+                    let mut clip_ms = 0.0;
+                    for u in &c.utterances {
+                        let mut times = Vec::new();
+                        let mut text = String::new();
+                        for _ in 0..args.runs {
+                            let tr = whisper.transcribe(u, &opts)?;
+                            times.push(tr.asr_ms);
+                            text = tr.text;
+                        }
+                        clip_ms += median(&times).unwrap_or(0.0);
+                        texts.push(text);
+                    }
+                    let text = texts.join(" ");
+                    let speech_s: f64 = c.utterances.iter().map(|u| wav::seconds_16k(u)).sum();
+                    asr_total += clip_ms;
+                    audio_total += speech_s;
+                    let clip_wer = c.text.as_ref().map(|r| {
+                        let (e, n) = wer::errors(r, &text);
+                        errs += e;
+                        words += n;
+                        e as f64 / n.max(1) as f64
+                    });
+                    per_clip.push(json!({
+                        "clip": c.name,
+                        "audio_s": c.audio_s,
+                        "utterances": c.utterances.len(),
+                        "asr_ms": clip_ms,
+                        "rtf": clip_ms / 1e3 / speech_s.max(1e-9),
+                        "wer": clip_wer,
+                        "text": text,
+                    }));
+                }
+                let row = json!({
+                    "variant": variant,
+                    "threads": threads,
+                    "audio_ctx": audio_ctx,
+                    "rtf": asr_total / 1e3 / audio_total.max(1e-9),
+                    "wer": if words > 0 { Some(errs as f64 / words as f64) } else { None },
+                    "words": words,
+                    "clips": per_clip,
+                });
+                log::info!(
+                    "bench asr: {variant} {threads} thr {audio_ctx:?}: rtf {:.3} wer {:?}",
+                    row["rtf"],
+                    row["wer"]
+                );
+                configs.push(row);
+            }
+        }
+        drop(whisper);
+    }
+    Ok(json!({
+        "bench": "asr",
+        "runs": args.runs,
+        "vad": {
+            "detector": detector,
+            "ms_per_audio_s": vad_ms / vad_audio_s.max(1e-9),
+            "audio_s": vad_audio_s,
+        },
+        "models": models,
+        "configs": configs,
+        "peak_rss_bytes": peak_rss_bytes(),
     }))
 }

@@ -2,7 +2,7 @@
 
 mod bench;
 mod chat;
-mod hear;
+pub(crate) mod hear;
 
 use std::path::PathBuf;
 

@@ -18,6 +18,12 @@ fn cache() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cache"))
 }
 
+/// Whisper runs on both cores; tests that transcribe take turns instead of thrashing.
+fn cpu_turn() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn whisper_dir() -> PathBuf {
     cache().join("whisper")
 }
@@ -72,6 +78,7 @@ fn transcribe_clip(whisper: &mut Whisper, path: &Path, opts: &AsrOptions) -> Str
 /// WER per clip for one variant, with the defaults the product ships: each clip within
 /// `per_clip`, each kind (human, synthetic) within its aggregate bound.
 fn check_variant(variant: &str, per_clip: f64, human_mean: f64, synthetic_mean: f64) {
+    let _turn = cpu_turn();
     let path = asr::model_path(&whisper_dir(), variant, true).expect("run `make models` first");
     let mut whisper = Whisper::load(&path).unwrap();
     let opts = AsrOptions::default();
@@ -207,6 +214,7 @@ fn zero_samples_and_silence_give_an_empty_transcript() {
 
 #[test]
 fn clipped_speech_is_still_transcribed() {
+    let _turn = cpu_turn();
     let (samples, _) = wav::read_16k_mono(&speech("beckett.wav")).unwrap();
     let clipped: Vec<f32> = samples
         .iter()
@@ -227,6 +235,7 @@ fn clipped_speech_is_still_transcribed() {
 
 #[test]
 fn ten_minutes_of_audio_is_handled_utterance_by_utterance() {
+    let _turn = cpu_turn();
     let (speech_samples, _) = wav::read_16k_mono(&speech("beckett.wav")).unwrap();
     let mut long = vec![0.0f32; 16_000 * 600];
     // Low noise everywhere, the recording at the five-minute mark.
@@ -401,6 +410,7 @@ fn edgevox_with_home(home: &Path, args: &[&str], limit: Duration) -> Output {
 
 #[test]
 fn capture_through_cpal_and_alsa_transcribes_the_first_utterance() {
+    let _turn = cpu_turn();
     // Ask cpal (through the binary) which format the device opens with, then write the clip
     // in exactly that format: the capture path then converts and resamples it back.
     let probe_home = alsa_home("alsa-probe", Some(Path::new("/dev/null")));

@@ -17,7 +17,7 @@ pub enum BenchCommand {
     Llm(LlmBenchArgs),
     /// Hearing: real-time factor and word error rate per Whisper variant, thread count and
     /// encoder window; VAD cost per second of audio; peak RSS.
-    Asr(AsrBenchArgs),
+    Asr(Box<AsrBenchArgs>),
 }
 
 #[derive(Args, Debug)]

@@ -18,7 +18,6 @@ SPEECH := $(CACHE)/speech
 SYNTH := $(SPEECH)/synthetic
 STAMPS := $(CACHE)/stamps
 BIN := target/release/edgevox
-QUESTION ?= What is the capital of France?
 
 # Debian packages the build, the model tooling and the reference checks need:
 # cmake + libclang-dev build whisper.cpp (whisper-rs), libasound2-dev is cpal's ALSA backend,
@@ -103,9 +102,13 @@ $(REFS)/llamacpp.json: $(GGUF) models/reference.py models/testdata/gettysburg.tx
 build: deps
 	$(CARGO) build --release
 
+# Hears a recorded question (espeak-ng's voice, a WAV file), transcribes it with Whisper and
+# answers it with the LLM. Speaking the answer arrives with the TTS stage.
+DEMO_WAV ?= $(SYNTH)/capital.wav
 demo: models build
-	@echo "demo: asking the assistant: $(QUESTION)"
-	$(BIN) chat --prompt "$(QUESTION)"
+	@echo "demo: hearing $(DEMO_WAV)"
+	@q="$$($(BIN) transcribe --no-vad $(DEMO_WAV))" && echo "demo: heard: $$q" && \
+	  echo "demo: answer:" && $(BIN) chat --prompt "$$q"
 
 test-python: $(VENV)/.stamp $(GGUF)
 	cd models && $(PY) -m pytest -q tests
@@ -136,7 +139,8 @@ bench-asr: models build
 	$(BIN) bench asr
 
 # edgevox (whisper.cpp) and faster-whisper (CTranslate2, same Whisper base) on the same clip.
+COMPARE_CLIPS := $(SPEECH)/beckett.wav $(SPEECH)/two_cities.wav
 bench-asr-compare: models build $(VENV)/.bench-stamp
-	$(BIN) bench asr --clip $(SPEECH)/two_cities.wav > $(CACHE)/bench_asr_edgevox.json
-	$(PY) models/bench_fasterwhisper.py $(WHISPER)/ct2 $(SPEECH)/two_cities.wav > $(CACHE)/bench_asr_fasterwhisper.json
+	$(BIN) bench asr --whole --runs 3 --audio-ctxs full $(addprefix --clip ,$(COMPARE_CLIPS)) > $(CACHE)/bench_asr_edgevox.json
+	$(PY) models/bench_fasterwhisper.py $(WHISPER)/ct2 $(COMPARE_CLIPS) --runs 3 > $(CACHE)/bench_asr_fasterwhisper.json
 	@cat $(CACHE)/bench_asr_edgevox.json $(CACHE)/bench_asr_fasterwhisper.json

@@ -47,7 +47,8 @@ pub struct RecordedFile {
 pub enum AudioCtx {
     /// The full 30 s window, as Whisper was trained: slowest, most robust.
     Full,
-    /// The audio's own length plus `pad_s` seconds (rounded up to 64 frames), full beyond 30 s.
+    /// The audio's own length plus `pad_s` seconds (rounded up to 64 frames), never under
+    /// [`MIN_FIT_FRAMES`], full beyond 30 s.
     Fit { pad_s: f64 },
     /// A fixed number of encoder frames (50 per second).
     Frames(usize),
@@ -61,7 +62,7 @@ impl AudioCtx {
             AudioCtx::Frames(n) => n.min(FULL_AUDIO_CTX),
             AudioCtx::Fit { pad_s } => {
                 let frames = ((seconds + pad_s) * FRAMES_PER_SECOND).ceil() as usize;
-                let frames = frames.div_ceil(64) * 64;
+                let frames = (frames.div_ceil(64) * 64).max(MIN_FIT_FRAMES);
                 if frames >= FULL_AUDIO_CTX { 0 } else { frames }
             }
         }
@@ -96,6 +97,11 @@ impl std::str::FromStr for AudioCtx {
 
 /// Padding of the default audio context (see the README's accuracy/latency table).
 pub const DEFAULT_PAD_S: f64 = 3.0;
+
+/// Floor of a fitted window (7.7 s): with much less, Whisper base starts repeating itself on
+/// short utterances ("Fail again. Fail again.") and whisper.cpp's temperature fallback then
+/// re-decodes, which costs more time than the smaller window saved.
+pub const MIN_FIT_FRAMES: usize = 384;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AsrOptions {
@@ -306,7 +312,8 @@ mod tests {
     #[test]
     fn audio_ctx_fits_the_audio() {
         let fit = AudioCtx::Fit { pad_s: 1.0 };
-        assert_eq!(fit.frames(2.0), 192); // 150 frames -> 192
+        assert_eq!(fit.frames(2.0), MIN_FIT_FRAMES); // 150 frames, raised to the floor
+        assert_eq!(fit.frames(10.0), 576); // 550 frames -> 576
         assert_eq!(fit.frames(29.5), 0); // past the window: full
         assert_eq!(AudioCtx::Full.frames(2.0), 0);
         assert_eq!(

@@ -44,6 +44,10 @@ pub struct AsrBenchArgs {
     /// Repetitions of each transcription (the median is reported).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Transcribe each clip whole, in one pass, instead of cutting it into utterances (to
+    /// compare with runtimes that take whole files).
+    #[arg(long)]
+    whole: bool,
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +201,9 @@ fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
         while let Some(u) = listener.next_utterance()? {
             utterances.push(u.samples);
         }
+        if args.whole {
+            utterances = vec![wav::read_16k_mono(&c.path)?.0];
+        }
         vad_audio_s += audio_s;
         vad_ms += ms(listener.vad_time);
         prepared.push(BenchClip {
@@ -284,6 +291,7 @@ fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
     Ok(json!({
         "bench": "asr",
         "runs": args.runs,
+        "whole_clips": args.whole,
         "vad": {
             "detector": detector,
             "ms_per_audio_s": vad_ms / vad_audio_s.max(1e-9),

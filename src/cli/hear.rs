@@ -37,7 +37,8 @@ pub struct AsrArgs {
     /// Text that primes the decoder (names, jargon).
     #[arg(long)]
     pub initial_prompt: Option<String>,
-    /// Encoder window: "full" (30 s), "fit" (audio + 3 s), "fit+S", or a frame count (50/s).
+    /// Encoder window: "full" (30 s), "fit" (audio + 3 s, at least 7.7 s), "fit+S", or a
+    /// frame count (50 per second).
     #[arg(long, default_value = "fit")]
     pub audio_ctx: AudioCtx,
     /// Print segment timestamps.

@@ -114,7 +114,7 @@ mod tests {
                 "What is the capital of France?",
                 "what is the capital on france"
             ),
-            0.25
+            1.0 / 6.0
         );
         assert_eq!(wer("", ""), 0.0);
     }

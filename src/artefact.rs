@@ -40,6 +40,34 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// What `models/fetch.py` recorded for a file it extracted into a cache: it writes
+/// `CACHE/stamps/PACKAGE.json` with `files: {"dir/name": {size, sha256}}`. Looks for the record
+/// of `path` (`CACHE/dir/name`) in every stamp; `None` when `path` is not a fetched file.
+pub fn fetched_record(path: &Path) -> Option<Recorded> {
+    let dir = path.parent()?;
+    let cache = dir.parent()?;
+    let key = format!(
+        "{}/{}",
+        dir.file_name()?.to_str()?,
+        path.file_name()?.to_str()?
+    );
+    #[derive(Deserialize)]
+    struct Stamp {
+        files: std::collections::BTreeMap<String, Recorded>,
+    }
+    for entry in std::fs::read_dir(cache.join("stamps")).ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        if let Ok(stamp) = serde_json::from_str::<Stamp>(&text)
+            && let Some(rec) = stamp.files.get(&key)
+        {
+            return Some(rec.clone());
+        }
+    }
+    None
+}
+
 /// Fails unless `path` exists with the recorded size and sha256.
 pub fn verify(path: &Path, want: &Recorded) -> Result<()> {
     verify_size(path, want)?;

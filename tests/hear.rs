@@ -361,6 +361,32 @@ fn truncated_vad_model_is_a_clear_error() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("silero.onnx") && e.contains("Silero"), "{e}");
+
+    // A fetched model with a flipped byte is caught by its fetch record before tract sees it.
+    let fake_cache = scratch("badvad-cache");
+    std::fs::create_dir_all(fake_cache.join("vad")).unwrap();
+    std::fs::create_dir_all(fake_cache.join("stamps")).unwrap();
+    std::fs::copy(
+        cache().join("stamps/silero-vad.json"),
+        fake_cache.join("stamps/silero-vad.json"),
+    )
+    .unwrap();
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 1;
+    let model = fake_cache.join("vad/silero_vad_op18_ifless.onnx");
+    std::fs::write(&model, flipped).unwrap();
+    let o = edgevox(&[
+        "transcribe",
+        "--vad-model",
+        model.to_str().unwrap(),
+        speech("beckett.wav").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("silero_vad_op18_ifless.onnx") && e.contains("corrupted"),
+        "{e}"
+    );
 }
 
 // ---- live capture through cpal and ALSA ------------------------------------------------------

@@ -185,7 +185,7 @@ pub fn transcribe(args: TranscribeArgs) -> Result<()> {
             );
         }
         let t = whisper.transcribe(&samples, &opts)?;
-        print_transcript(&args.file, None, &t, args.json);
+        print_transcript(&args.file, &t, args.json);
         return Ok(());
     }
     let source: Box<dyn Source> = Box::new(MemorySource::new(samples));
@@ -303,7 +303,7 @@ fn print_utterance(u: &Utterance, t: &Transcript, latency_ms: f64, detector: &st
     }
 }
 
-fn print_transcript(file: &Path, _u: Option<&Utterance>, t: &Transcript, json: bool) {
+fn print_transcript(file: &Path, t: &Transcript, json: bool) {
     if json {
         println!(
             "{}",

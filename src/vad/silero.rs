@@ -27,7 +27,12 @@ pub struct Silero {
 }
 
 impl Silero {
+    /// Loads the model; when it is a file `make models` fetched, its size and sha256 are
+    /// checked against the fetch record first.
     pub fn load(path: &Path) -> Result<Self> {
+        if let Some(rec) = crate::artefact::fetched_record(path) {
+            crate::artefact::verify(path, &rec)?;
+        }
         let plan = build(path).with_context(|| {
             format!(
                 "{}: not a usable Silero VAD model (truncated or corrupted? run `make models`)",

@@ -76,6 +76,15 @@ impl Listener {
         Ok(None)
     }
 
+    /// Every utterance to the end of the source (for files).
+    pub fn collect(&mut self) -> Result<Vec<Utterance>> {
+        let mut out = Vec::new();
+        while let Some(u) = self.next_utterance()? {
+            out.push(u);
+        }
+        Ok(out)
+    }
+
     fn score_window(&mut self) -> Result<Option<Utterance>> {
         self.filled = 0;
         let t = Instant::now();

@@ -12,11 +12,8 @@ use edgevox::audio::{MemorySource, wav};
 use edgevox::listen::Listener;
 use edgevox::vad::{self, EndpointConfig, SpeechDetector};
 
-fn cache() -> PathBuf {
-    std::env::var_os("EDGEVOX_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cache"))
-}
+mod common;
+use common::cache;
 
 /// Whisper runs on both cores; tests that transcribe take turns instead of thrashing.
 fn cpu_turn() -> std::sync::MutexGuard<'static, ()> {
@@ -68,10 +65,11 @@ fn transcribe_clip(whisper: &mut Whisper, path: &Path, opts: &AsrOptions) -> Str
         detector,
         EndpointConfig::default(),
     );
-    let mut texts = Vec::new();
-    while let Some(u) = listener.next_utterance().unwrap() {
-        texts.push(whisper.transcribe(&u.samples, opts).unwrap().text);
-    }
+    let utterances = listener.collect().unwrap();
+    let texts: Vec<String> = utterances
+        .iter()
+        .map(|u| whisper.transcribe(&u.samples, opts).unwrap().text)
+        .collect();
     texts.join(" ")
 }
 
@@ -170,11 +168,9 @@ fn energy_fallback_still_finds_the_utterances() {
         detector,
         EndpointConfig::default(),
     );
-    let mut n = 0;
-    while let Some(u) = listener.next_utterance().unwrap() {
-        assert!(u.samples.len() > 8_000);
-        n += 1;
-    }
+    let utterances = listener.collect().unwrap();
+    assert!(utterances.iter().all(|u| u.samples.len() > 8_000));
+    let n = utterances.len();
     assert!((2..=6).contains(&n), "{n} utterances");
 }
 

@@ -9,11 +9,8 @@ use edgevox::llm::{
 };
 use serde::Deserialize;
 
-fn cache() -> PathBuf {
-    std::env::var_os("EDGEVOX_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cache"))
-}
+mod common;
+use common::cache;
 
 fn q4() -> Arc<LlmModel> {
     static MODEL: OnceLock<Arc<LlmModel>> = OnceLock::new();

@@ -197,10 +197,8 @@ fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
             args.vad.endpoint(),
         );
         detector = listener.detector_name();
-        let mut utterances = Vec::new();
-        while let Some(u) = listener.next_utterance()? {
-            utterances.push(u.samples);
-        }
+        let mut utterances: Vec<Vec<f32>> =
+            listener.collect()?.into_iter().map(|u| u.samples).collect();
         if args.whole {
             utterances = vec![wav::read_16k_mono(&c.path)?.0];
         }

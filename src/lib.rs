@@ -2,8 +2,9 @@
 //!
 //! One module per pipeline stage, in the order an utterance travels:
 //! `audio` → `vad` → `asr` → [`llm`] → `tts`, joined by `pipeline`, sized by `board`.
-//! Implemented so far: hearing ([`audio`], [`vad`], [`asr`], joined by [`listen`]) and thinking
-//! ([`llm`]); the other stages land with their issues.
+//! Implemented so far: hearing ([`audio`], [`vad`], [`asr`], joined by [`listen`]), thinking
+//! ([`llm`]) and the speaking stage's text side and file output ([`tts`]); the loop and the
+//! boards land with their issues.
 
 pub mod artefact;
 pub mod asr;
@@ -11,4 +12,5 @@ pub mod audio;
 pub mod listen;
 pub mod llm;
 pub mod metrics;
+pub mod tts;
 pub mod vad;

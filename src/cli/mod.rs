@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 pub(crate) mod hear;
+mod say;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,8 @@ enum Command {
     Transcribe(hear::TranscribeArgs),
     /// Transcribe live from an input device, printing each utterance as it ends.
     Listen(hear::ListenArgs),
+    /// Speak text with espeak-ng into a WAV file (or print its speakable chunks).
+    Say(say::SayArgs),
     /// Measure a stage and print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Devices(args) => hear::devices(args),
         Command::Transcribe(args) => hear::transcribe(args),
         Command::Listen(args) => hear::listen(args),
+        Command::Say(args) => say::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -74,7 +74,7 @@ pub struct WavSink {
     voice: Box<dyn Voice>,
     path: PathBuf,
     writer: Option<WavWriter<std::io::BufWriter<std::fs::File>>>,
-    rate: Option<u32>,
+    rate: u32,
     /// Pause between chunks, in seconds.
     pub gap_s: f64,
 }
@@ -98,7 +98,7 @@ impl WavSink {
             voice,
             path: path.to_path_buf(),
             writer: Some(writer),
-            rate: Some(probe.rate),
+            rate: probe.rate,
             gap_s: 0.15,
         })
     }
@@ -116,7 +116,7 @@ impl SpeechSink for WavSink {
             .writer
             .as_mut()
             .with_context(|| format!("{} is already finished", self.path.display()))?;
-        let rate = self.rate.unwrap_or(audio.rate);
+        let rate = self.rate;
         anyhow::ensure!(
             audio.rate == rate,
             "the voice changed its rate from {rate} to {} Hz mid-reply",

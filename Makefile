@@ -102,13 +102,15 @@ $(REFS)/llamacpp.json: $(GGUF) models/reference.py models/testdata/gettysburg.tx
 build: deps
 	$(CARGO) build --release
 
-# Hears a recorded question (espeak-ng's voice, a WAV file), transcribes it with Whisper and
-# answers it with the LLM. Speaking the answer arrives with the TTS stage.
+# The whole assistant on a recorded question (espeak-ng's voice, a WAV file): it transcribes
+# it, answers with the LLM and speaks the answer into $(DEMO_REPLY); one JSON line per turn
+# with the transcript, the reply and the timeline.
 DEMO_WAV ?= $(SYNTH)/capital.wav
+DEMO_REPLY ?= $(CACHE)/demo_reply.wav
 demo: models build
-	@echo "demo: hearing $(DEMO_WAV)"
-	@q="$$($(BIN) transcribe --no-vad $(DEMO_WAV))" && echo "demo: heard: $$q" && \
-	  echo "demo: answer:" && $(BIN) chat --prompt "$$q"
+	@echo "demo: answering $(DEMO_WAV)"
+	$(BIN) run --input $(DEMO_WAV) --output $(DEMO_REPLY)
+	@echo "demo: the spoken answer is in $(DEMO_REPLY)"
 
 test-python: $(VENV)/.stamp $(GGUF)
 	cd models && $(PY) -m pytest -q tests

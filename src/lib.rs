@@ -12,5 +12,6 @@ pub mod audio;
 pub mod listen;
 pub mod llm;
 pub mod metrics;
+pub mod pipeline;
 pub mod tts;
 pub mod vad;

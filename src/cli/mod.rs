@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 pub(crate) mod hear;
+mod run;
 mod say;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     Transcribe(hear::TranscribeArgs),
     /// Transcribe live from an input device, printing each utterance as it ends.
     Listen(hear::ListenArgs),
+    /// The whole assistant on a recorded conversation: replies spoken into a WAV, one JSON
+    /// timeline per turn.
+    Run(Box<run::RunArgs>),
     /// Speak text with espeak-ng into a WAV file (or print its speakable chunks).
     Say(say::SayArgs),
     /// Measure a stage and print JSON.
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Devices(args) => hear::devices(args),
         Command::Transcribe(args) => hear::transcribe(args),
         Command::Listen(args) => hear::listen(args),
+        Command::Run(args) => run::run(*args),
         Command::Say(args) => say::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

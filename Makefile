@@ -26,7 +26,7 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 	libclang-dev libasound2-dev espeak-ng
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
-	bench-asr bench-asr-compare clean-models
+	bench-asr bench-asr-compare bench-e2e clean-models
 
 all: build
 
@@ -146,3 +146,7 @@ bench-asr-compare: models build $(VENV)/.bench-stamp
 	$(BIN) bench asr --whole --runs 3 --audio-ctxs full $(addprefix --clip ,$(COMPARE_CLIPS)) > $(CACHE)/bench_asr_edgevox.json
 	$(PY) models/bench_fasterwhisper.py $(WHISPER)/ct2 $(COMPARE_CLIPS) --runs 3 > $(CACHE)/bench_asr_fasterwhisper.json
 	@cat $(CACHE)/bench_asr_edgevox.json $(CACHE)/bench_asr_fasterwhisper.json
+
+# The whole assistant on the spoken questions: medians from end of speech, peak RSS.
+bench-e2e: models build
+	$(BIN) bench e2e

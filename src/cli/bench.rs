@@ -18,6 +18,27 @@ pub enum BenchCommand {
     /// Hearing: real-time factor and word error rate per Whisper variant, thread count and
     /// encoder window; VAD cost per second of audio; peak RSS.
     Asr(Box<AsrBenchArgs>),
+    /// The whole assistant replayed on the spoken questions: latency from end of speech to
+    /// transcript, first token and first audio (medians), peak RSS.
+    E2e(Box<E2eBenchArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct E2eBenchArgs {
+    #[command(flatten)]
+    llm: LlmArgs,
+    #[command(flatten)]
+    asr: AsrArgs,
+    #[command(flatten)]
+    vad: VadArgs,
+    /// Question clips; default: the synthetic questions of --manifest.
+    #[arg(long)]
+    clip: Vec<std::path::PathBuf>,
+    #[arg(long, default_value = "models/testdata/speech.toml")]
+    manifest: std::path::PathBuf,
+    /// Most tokens per reply.
+    #[arg(long, default_value_t = 96)]
+    max_tokens: usize,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +90,11 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Llm(args) => {
             let report = bench_llm(&args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        BenchCommand::E2e(args) => {
+            let report = bench_e2e(&args)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
@@ -297,6 +323,83 @@ fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
         },
         "models": models,
         "configs": configs,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }))
+}
+
+fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
+    use edgevox::asr::corpus;
+    use edgevox::llm::{Chat, ChatOptions, SamplingParams};
+    use edgevox::pipeline;
+    use edgevox::tts::{WavSink, espeak::Espeak};
+
+    let clips: Vec<std::path::PathBuf> = if args.clip.is_empty() {
+        corpus::load(&args.manifest, &super::cache_dir())?
+            .into_iter()
+            .filter(|c| c.synthetic)
+            .map(|c| c.path)
+            .collect()
+    } else {
+        args.clip.clone()
+    };
+    anyhow::ensure!(!clips.is_empty(), "no question clips");
+    let mut whisper = args.asr.load()?;
+    let mut chat = Chat::new(
+        args.llm.load()?,
+        ChatOptions {
+            system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+            sampling: SamplingParams::greedy(),
+            max_new_tokens: args.max_tokens,
+            ..Default::default()
+        },
+    )?;
+    let out_dir = std::env::temp_dir().join(format!("edgevox-bench-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir)?;
+    let (mut transcript, mut first_token, mut first_audio, mut done) =
+        (vec![], vec![], vec![], vec![]);
+    let mut turns = Vec::new();
+    for (i, clip) in clips.iter().enumerate() {
+        chat.reset();
+        let sink = WavSink::create(
+            &out_dir.join(format!("reply{i}.wav")),
+            Box::new(Espeak::default()),
+        )?;
+        let listener = pipeline::file_listener(clip, args.vad.detector()?, args.vad.endpoint())?;
+        let reports = pipeline::converse(
+            listener,
+            clip,
+            &mut whisper,
+            &args.asr.options(),
+            &mut chat,
+            Box::new(sink),
+            |_| {},
+        )?;
+        for r in reports {
+            transcript.push(r.timeline.transcript_ready_ms);
+            first_token.extend(r.timeline.first_token_ms);
+            first_audio.extend(r.timeline.first_audio_ms);
+            done.push(r.timeline.turn_done_ms);
+            turns.push(json!({
+                "clip": clip.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "transcript": r.transcript,
+                "reply": r.reply,
+                "timeline": r.timeline,
+            }));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    Ok(json!({
+        "bench": "e2e",
+        "questions": clips.len(),
+        "median_ms_after_end_of_speech": {
+            "transcript_ready": median(&transcript),
+            "first_token": median(&first_token),
+            "first_audio": median(&first_audio),
+            "turn_done": median(&done),
+        },
+        "asr": {"model": args.asr.whisper_model, "threads": args.asr.asr_threads},
+        "llm_threads": args.llm.threads,
+        "turns": turns,
         "peak_rss_bytes": peak_rss_bytes(),
     }))
 }

@@ -5,6 +5,9 @@
 pub const CLAUSE_AFTER: usize = 80;
 /// With no boundary at all, a chunk is cut at a space past this many characters.
 pub const HARD_LIMIT: usize = 200;
+/// The first chunk of a reply is cut sooner (first audio is what the user waits for).
+pub const FIRST_CLAUSE_AFTER: usize = 40;
+pub const FIRST_HARD_LIMIT: usize = 100;
 
 /// Words that end with a period without ending the sentence.
 const ABBREVIATIONS: &[&str] = &[
@@ -15,6 +18,8 @@ const ABBREVIATIONS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct Chunker {
     pending: String,
+    /// Chunks released so far in this reply.
+    released: usize,
 }
 
 impl Chunker {
@@ -31,6 +36,7 @@ impl Chunker {
             let chunk = chunk.trim();
             if chunk.chars().any(char::is_alphanumeric) {
                 out.push(chunk.to_string());
+                self.released += 1;
             }
         }
         out
@@ -39,6 +45,7 @@ impl Chunker {
     /// Ends the reply: whatever is left, if it holds anything speakable.
     pub fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.pending);
+        self.released = 0;
         let rest = rest.trim();
         rest.chars()
             .any(char::is_alphanumeric)
@@ -48,6 +55,11 @@ impl Chunker {
     /// Byte index just past the first chunk boundary in `pending`, if one is certain yet.
     fn boundary(&self) -> Option<usize> {
         let text = &self.pending;
+        let (clause_after, hard_limit) = if self.released == 0 {
+            (FIRST_CLAUSE_AFTER, FIRST_HARD_LIMIT)
+        } else {
+            (CLAUSE_AFTER, HARD_LIMIT)
+        };
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let mut clause = None;
         for (i, &(pos, c)) in chars.iter().enumerate() {
@@ -63,7 +75,7 @@ impl Chunker {
                     return Some(next_pos);
                 }
                 '\n' => return Some(next_pos),
-                ',' | ';' | ':' if is_space_after && pos >= CLAUSE_AFTER => {
+                ',' | ';' | ':' if is_space_after && pos >= clause_after => {
                     clause.get_or_insert(next_pos);
                 }
                 _ => {}
@@ -72,13 +84,13 @@ impl Chunker {
         if clause.is_some() {
             return clause;
         }
-        if text.len() > HARD_LIMIT {
-            return text[..HARD_LIMIT].rfind(' ').map(|p| p + 1).or(Some(
-                text.char_indices()
-                    .map(|(i, _)| i)
-                    .find(|&i| i >= HARD_LIMIT)
-                    .unwrap_or(text.len()),
-            ));
+        if text.len() > hard_limit {
+            let cut = (0..=hard_limit)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0)
+                .max(text.chars().next().map_or(0, char::len_utf8));
+            return text[..cut].rfind(' ').map(|p| p + 1).or(Some(cut));
         }
         None
     }
@@ -148,8 +160,11 @@ mod tests {
         let endless = "blah ".repeat(100);
         let chunks = stream(&endless, 7);
         assert!(chunks.len() >= 3);
+        assert!(chunks[0].len() <= FIRST_HARD_LIMIT, "{chunks:?}");
         assert!(chunks.iter().all(|c| c.len() <= HARD_LIMIT), "{chunks:?}");
         assert_eq!(chunks.join(" ").split_whitespace().count(), 100);
+        let digits = "10:11".repeat(60); // no space at all: cut anyway
+        assert!(stream(&digits, 5).iter().all(|c| c.len() <= HARD_LIMIT));
     }
 
     #[test]

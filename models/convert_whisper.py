@@ -22,7 +22,6 @@ has no bias, so the fused bias's K third must be zero (checked).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import struct
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType, quants
+
+from fetch import sha256_of
 
 GGML_MAGIC = 0x67676D6C
 GGML_QNT_VERSION = 2
@@ -315,14 +316,6 @@ def write_ggml(path: Path, hp: dict, filters: np.ndarray, vocab: list[bytes], te
             f.write(raw)
             f.write(encode_tensor(arr, gtype))
     tmp.replace(path)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def convert(ct2_dir: Path, mel_npz: Path, out_dir: Path, kinds: list[str]) -> dict:

@@ -28,7 +28,6 @@ Gather) so the cost of re-quantizing Q4_1 to Q4_0 can be measured against it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -37,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from fetch import sha256_of
 
 BLOCK = 32  # MatMulNBits / GatherBlockQuantized block size, tract's Q4_0 block
 MS = "com.microsoft"
@@ -400,14 +401,6 @@ def chat_template_pieces(reader) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export(gguf_path: Path, out_dir: Path, variant: str = "q4") -> dict:

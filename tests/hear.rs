@@ -283,6 +283,21 @@ fn copy_model(dir: &Path, variant: &str) -> PathBuf {
     dir.join(file)
 }
 
+/// `transcribe` with the q5_1 model of `dir` fails, naming the file and `why`.
+fn expect_q5_1_refused(dir: &Path, clip: &str, why: &str) {
+    let o = edgevox(&[
+        "transcribe",
+        "--whisper-dir",
+        dir.to_str().unwrap(),
+        "--whisper-model",
+        "q5_1",
+        clip,
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("ggml-base-q5_1.bin") && e.contains(why), "{e}");
+}
+
 #[test]
 fn missing_truncated_or_corrupted_whisper_model_is_a_clear_error() {
     let clip = speech("beckett.wav");
@@ -305,20 +320,7 @@ fn missing_truncated_or_corrupted_whisper_model_is_a_clear_error() {
         .open(&model)
         .unwrap();
     f.set_len(len / 2).unwrap();
-    let o = edgevox(&[
-        "transcribe",
-        "--whisper-dir",
-        d.to_str().unwrap(),
-        "--whisper-model",
-        "q5_1",
-        clip,
-    ]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
-    assert!(
-        e.contains("ggml-base-q5_1.bin") && e.contains("truncated"),
-        "{e}"
-    );
+    expect_q5_1_refused(&d, clip, "truncated");
 
     let d = scratch("corrupted");
     let model = copy_model(&d, "q5_1");
@@ -326,20 +328,7 @@ fn missing_truncated_or_corrupted_whisper_model_is_a_clear_error() {
     let mid = bytes.len() / 2;
     bytes[mid..mid + 64].iter_mut().for_each(|b| *b ^= 0x5a);
     std::fs::write(&model, bytes).unwrap();
-    let o = edgevox(&[
-        "transcribe",
-        "--whisper-dir",
-        d.to_str().unwrap(),
-        "--whisper-model",
-        "q5_1",
-        clip,
-    ]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
-    assert!(
-        e.contains("ggml-base-q5_1.bin") && e.contains("corrupted"),
-        "{e}"
-    );
+    expect_q5_1_refused(&d, clip, "corrupted");
 }
 
 #[test]

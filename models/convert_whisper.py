@@ -182,16 +182,32 @@ def _norm(out: list, v: dict, src: str, dst: str) -> None:
     out.append((f"{dst}.bias", v[f"{src}/beta"]))
 
 
+def _check_no_key_bias(bias: np.ndarray, src: str, origin: str) -> None:
+    if np.abs(bias.astype(np.float32)).max() > 0:
+        raise ConvertError(f"{origin}: {src} has a non-zero key bias, which whisper.cpp cannot hold")
+
+
 def _qkv(out: list, v: dict, src: str, dst: str, origin: str) -> None:
     wq, wk, wv = _split(v[f"{src}/weight"], 3)
     bq, bk, bv = _split(v[f"{src}/bias"], 3)
-    if np.abs(bk.astype(np.float32)).max() > 0:
-        raise ConvertError(f"{origin}: {src} has a non-zero key bias, which whisper.cpp cannot hold")
+    _check_no_key_bias(bk, src, origin)
     out += [
         (f"{dst}.query.weight", wq), (f"{dst}.query.bias", bq),
         (f"{dst}.key.weight", wk),
         (f"{dst}.value.weight", wv), (f"{dst}.value.bias", bv),
     ]
+
+
+def _self_attention(out: list, v: dict, s: str, d: str, origin: str) -> None:
+    _norm(out, v, f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
+    _qkv(out, v, f"{s}/self_attention/linear_0", f"{d}.attn", origin)
+    _linear(out, v, f"{s}/self_attention/linear_1", f"{d}.attn.out")
+
+
+def _ffn(out: list, v: dict, s: str, d: str) -> None:
+    _norm(out, v, f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
+    _linear(out, v, f"{s}/ffn/linear_0", f"{d}.mlp.0")
+    _linear(out, v, f"{s}/ffn/linear_1", f"{d}.mlp.2")
 
 
 def count_layers(v: dict, side: str) -> int:
@@ -213,12 +229,8 @@ def whisper_tensors(v: dict, origin: str) -> list[tuple[str, np.ndarray]]:
         ]
         for i in range(count_layers(v, "encoder")):
             s, d = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-            _norm(t, v, f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-            _qkv(t, v, f"{s}/self_attention/linear_0", f"{d}.attn", origin)
-            _linear(t, v, f"{s}/self_attention/linear_1", f"{d}.attn.out")
-            _norm(t, v, f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
-            _linear(t, v, f"{s}/ffn/linear_0", f"{d}.mlp.0")
-            _linear(t, v, f"{s}/ffn/linear_1", f"{d}.mlp.2")
+            _self_attention(t, v, s, d, origin)
+            _ffn(t, v, s, d)
         _norm(t, v, "encoder/layer_norm", "encoder.ln_post")
 
         t += [
@@ -227,23 +239,18 @@ def whisper_tensors(v: dict, origin: str) -> list[tuple[str, np.ndarray]]:
         ]
         for i in range(count_layers(v, "decoder")):
             s, d = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-            _norm(t, v, f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-            _qkv(t, v, f"{s}/self_attention/linear_0", f"{d}.attn", origin)
-            _linear(t, v, f"{s}/self_attention/linear_1", f"{d}.attn.out")
+            _self_attention(t, v, s, d, origin)
             _norm(t, v, f"{s}/attention/layer_norm", f"{d}.cross_attn_ln")
             _linear(t, v, f"{s}/attention/linear_0", f"{d}.cross_attn.query")
             wk, wv = _split(v[f"{s}/attention/linear_1/weight"], 2)
             bk, bv = _split(v[f"{s}/attention/linear_1/bias"], 2)
-            if np.abs(bk.astype(np.float32)).max() > 0:
-                raise ConvertError(f"{origin}: {s} cross-attention has a non-zero key bias")
+            _check_no_key_bias(bk, f"{s}/attention/linear_1", origin)
             t += [
                 (f"{d}.cross_attn.key.weight", wk),
                 (f"{d}.cross_attn.value.weight", wv), (f"{d}.cross_attn.value.bias", bv),
             ]
             _linear(t, v, f"{s}/attention/linear_2", f"{d}.cross_attn.out")
-            _norm(t, v, f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
-            _linear(t, v, f"{s}/ffn/linear_0", f"{d}.mlp.0")
-            _linear(t, v, f"{s}/ffn/linear_1", f"{d}.mlp.2")
+            _ffn(t, v, s, d)
         _norm(t, v, "decoder/layer_norm", "decoder.ln")
     except KeyError as e:
         raise ConvertError(f"{origin}: variable {e} is missing; not a Whisper model") from None

@@ -21,7 +21,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 use log::{info, warn};
 
-use super::resample::To16k;
+use super::resample::Resampler;
 use super::{Source, downmix_into};
 
 /// Overruns are logged at most this often.
@@ -97,21 +97,54 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>> {
     Ok(out)
 }
 
-fn find_device(host: &cpal::Host, wanted: Option<&str>) -> Result<cpal::Device> {
+/// Which way a device goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    fn word(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+/// The named device (id or description), or the host's default one.
+pub(super) fn find_device(
+    host: &cpal::Host,
+    wanted: Option<&str>,
+    dir: Direction,
+) -> Result<cpal::Device> {
+    let word = dir.word();
     let Some(wanted) = wanted else {
-        return host.default_input_device().ok_or_else(|| {
+        let default = match dir {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        };
+        return default.ok_or_else(|| {
             anyhow!(
-                "no default input device on the {} host (is there a microphone? \
-                 `edgevox devices` lists what exists; `--device NAME` picks one)",
-                host.id().name()
+                "no default {word} device on the {} host (is there a {}? \
+                 `edgevox devices` lists what exists; a device option picks one)",
+                host.id().name(),
+                if dir == Direction::Input {
+                    "microphone"
+                } else {
+                    "speaker"
+                }
             )
         });
     };
+    let devices = match dir {
+        Direction::Input => host.input_devices(),
+        Direction::Output => host.output_devices(),
+    }
+    .with_context(|| format!("listing {} {word} devices", host.id().name()))?;
     let mut seen = Vec::new();
-    for d in host
-        .input_devices()
-        .with_context(|| format!("listing {} input devices", host.id().name()))?
-    {
+    for d in devices {
         let id = d.id().map(|i| i.id().to_string()).unwrap_or_default();
         let name = d
             .description()
@@ -123,7 +156,7 @@ fn find_device(host: &cpal::Host, wanted: Option<&str>) -> Result<cpal::Device> 
         seen.push(id);
     }
     bail!(
-        "no input device named {wanted:?}; available: {}",
+        "no {word} device named {wanted:?}; available: {}",
         if seen.is_empty() {
             "none".to_string()
         } else {
@@ -150,7 +183,7 @@ pub struct Capture {
     failure: Arc<Mutex<Option<String>>>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    resampler: To16k,
+    resampler: Resampler,
     interleaved: Vec<f32>,
     mono: Vec<f32>,
     ready: Vec<f32>,
@@ -192,7 +225,7 @@ impl Capture {
             "capture: {device_name}: {} ch, {} Hz, {}; ring {buffer_ms} ms",
             format.channels, format.sample_rate, format.sample_format
         );
-        let resampler = To16k::new(format.sample_rate)?;
+        let resampler = Resampler::to_16k(format.sample_rate)?;
         Ok(Self {
             consumer,
             format,
@@ -291,7 +324,7 @@ fn start_stream(
     failure: Arc<Mutex<Option<String>>>,
 ) -> Result<Started> {
     let host = cpal::default_host();
-    let device = find_device(&host, wanted)?;
+    let device = find_device(&host, wanted, Direction::Input)?;
     let name = device
         .id()
         .map(|i| i.id().to_string())

@@ -4,7 +4,10 @@
 //! cannot tell a microphone from a recording; every test and the demo use files.
 
 pub mod capture;
+pub mod playback;
+pub mod replay;
 pub mod resample;
+pub mod speaker;
 pub mod wav;
 
 use anyhow::Result;

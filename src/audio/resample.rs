@@ -1,4 +1,5 @@
-//! Sample-rate conversion to 16 kHz, by rubato's FFT resampler (band-limited, fixed ratio).
+//! Sample-rate conversion by rubato's FFT resampler (band-limited, fixed ratio): device rates
+//! to 16 kHz for hearing, the voice's rate to the speaker's for speaking.
 
 use anyhow::{Context, Result};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
@@ -8,9 +9,9 @@ use super::SAMPLE_RATE;
 
 const CHUNK: usize = 1024;
 
-/// Streaming mono resampler from `rate` to 16 kHz. Buffers are allocated once, in `new`, so
+/// Streaming mono resampler between two fixed rates. Buffers are allocated once, in `new`, so
 /// `push` allocates only when the caller's output vector grows.
-pub struct To16k {
+pub struct Resampler {
     inner: Option<Fft<f32>>,
     pending: Vec<f32>,
     out_buf: Vec<f32>,
@@ -21,10 +22,15 @@ pub struct To16k {
     produced: u64,
 }
 
-impl To16k {
-    pub fn new(rate: u32) -> Result<Self> {
-        anyhow::ensure!(rate > 0, "sample rate 0 Hz");
-        if rate == SAMPLE_RATE {
+impl Resampler {
+    /// From `rate` to 16 kHz.
+    pub fn to_16k(rate: u32) -> Result<Self> {
+        Self::new(rate, SAMPLE_RATE)
+    }
+
+    pub fn new(rate: u32, to: u32) -> Result<Self> {
+        anyhow::ensure!(rate > 0 && to > 0, "sample rate 0 Hz");
+        if rate == to {
             return Ok(Self {
                 inner: None,
                 pending: Vec::new(),
@@ -34,14 +40,8 @@ impl To16k {
                 produced: 0,
             });
         }
-        let inner = Fft::<f32>::new(
-            rate as usize,
-            SAMPLE_RATE as usize,
-            CHUNK,
-            1,
-            FixedSync::Input,
-        )
-        .with_context(|| format!("creating a {rate} Hz -> {SAMPLE_RATE} Hz resampler"))?;
+        let inner = Fft::<f32>::new(rate as usize, to as usize, CHUNK, 1, FixedSync::Input)
+            .with_context(|| format!("creating a {rate} Hz -> {to} Hz resampler"))?;
         let out_buf = vec![0.0; inner.output_frames_max()];
         let skip = inner.output_delay();
         Ok(Self {
@@ -54,7 +54,7 @@ impl To16k {
         })
     }
 
-    /// Resamples `input` (mono, at the source rate), appending 16 kHz samples to `out`.
+    /// Resamples `input` (mono, at the source rate), appending output samples to `out`.
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<()> {
         if self.inner.is_none() {
             out.extend_from_slice(input);
@@ -125,7 +125,12 @@ impl To16k {
 
 /// Resamples a whole mono clip to 16 kHz.
 pub fn to_16k(samples: &[f32], rate: u32) -> Result<Vec<f32>> {
-    let mut r = To16k::new(rate)?;
+    resample(samples, rate, SAMPLE_RATE)
+}
+
+/// Resamples a whole mono clip from `rate` to `to`.
+pub fn resample(samples: &[f32], rate: u32, to: u32) -> Result<Vec<f32>> {
+    let mut r = Resampler::new(rate, to)?;
     let mut out = Vec::with_capacity((samples.len() as f64 * r.ratio()) as usize + CHUNK);
     r.push(samples, &mut out)?;
     r.finish(&mut out)?;
@@ -162,10 +167,22 @@ mod tests {
     }
 
     #[test]
+    fn upsamples_a_voice_to_a_speaker_rate() {
+        let x = sine(440.0, 22_050, 0.5);
+        let y = resample(&x, 22_050, 48_000).unwrap();
+        assert!((y.len() as i64 - 24_000).abs() <= 2, "{} samples", y.len());
+        let reference = sine(440.0, 48_000, 0.5);
+        let mid = 6_000..18_000;
+        let dot: f32 = mid.clone().map(|i| y[i] * reference[i]).sum();
+        let norm: f32 = mid.clone().map(|i| reference[i] * reference[i]).sum();
+        assert!(dot / norm > 0.95, "correlation {}", dot / norm);
+    }
+
+    #[test]
     fn streaming_in_odd_pieces_matches_one_shot() {
         let x = sine(300.0, 48_000, 0.5);
         let whole = to_16k(&x, 48_000).unwrap();
-        let mut r = To16k::new(48_000).unwrap();
+        let mut r = Resampler::to_16k(48_000).unwrap();
         let mut out = Vec::new();
         for piece in x.chunks(333) {
             r.push(piece, &mut out).unwrap();

@@ -50,6 +50,8 @@ pub enum StopReason {
     EndOfTurn,
     MaxTokens,
     ContextFull,
+    /// The caller asked to stop (barge-in): the reply so far is kept in the history.
+    Interrupted,
 }
 
 /// One reply with its timings.
@@ -179,6 +181,17 @@ impl Chat {
         self.history.len()
     }
 
+    /// Rebuilds the cache from the system prompt's and the kept history (after an interrupted
+    /// prompt left it half fed); the history itself is fed at the next turn.
+    fn rebuild_from_history(&mut self) {
+        self.cache = self.system_cache.clone();
+        self.pending = self
+            .history
+            .iter()
+            .flat_map(|h| h.tokens.iter().copied())
+            .collect();
+    }
+
     /// Forgets the history; the system prompt's cache is kept.
     pub fn reset(&mut self) {
         self.cache = self.system_cache.clone();
@@ -188,7 +201,19 @@ impl Chat {
     }
 
     /// Asks `question` and streams the reply's text pieces to `on_piece` as they decode.
-    pub fn ask(&mut self, question: &str, mut on_piece: impl FnMut(&str)) -> Result<Reply> {
+    pub fn ask(&mut self, question: &str, on_piece: impl FnMut(&str)) -> Result<Reply> {
+        self.ask_until(question, on_piece, || false)
+    }
+
+    /// Like [`Chat::ask`], but stops as soon as `interrupted()` turns true: it is checked
+    /// between prompt chunks and before every generated token, so a barge-in stops generation
+    /// within one forward pass. What was generated stays in the history.
+    pub fn ask_until(
+        &mut self,
+        question: &str,
+        mut on_piece: impl FnMut(&str),
+        interrupted: impl Fn() -> bool,
+    ) -> Result<Reply> {
         let question = question.trim();
         if question.is_empty() {
             bail!("the prompt is empty: nothing to answer");
@@ -235,7 +260,30 @@ impl Chat {
 
         let start = Instant::now();
         let fed = feed.len();
-        let mut logits = prefill(&self.model, &mut self.cache, &feed, self.opts.prefill_chunk)?;
+        let mut logits = Vec::new();
+        let mut cut_short = false;
+        for part in feed.chunks(self.opts.prefill_chunk) {
+            if interrupted() {
+                cut_short = true;
+                break;
+            }
+            logits = self.model.forward(&mut self.cache, part)?;
+        }
+        if cut_short {
+            // The cache holds part of the prompt: go back to a consistent state (the history
+            // without this turn) the next time round.
+            self.rebuild_from_history();
+            return Ok(Reply {
+                text: String::new(),
+                tokens: Vec::new(),
+                stop: StopReason::Interrupted,
+                prompt_tokens: 0,
+                dropped_turns: dropped,
+                prefill: start.elapsed(),
+                time_to_first_token: Duration::ZERO,
+                decode: Duration::ZERO,
+            });
+        }
         self.recent.extend_from_slice(&turn);
         let prefill_time = start.elapsed();
 
@@ -245,6 +293,10 @@ impl Chat {
         let mut ttft = Duration::ZERO;
         let stop;
         loop {
+            if interrupted() {
+                stop = StopReason::Interrupted;
+                break;
+            }
             let next = self.sampler.sample(&mut logits, &self.recent);
             if tokens.is_empty() {
                 ttft = start.elapsed();
@@ -282,10 +334,10 @@ impl Chat {
         let mut turn_tokens = turn;
         turn_tokens.extend_from_slice(&tokens);
         turn_tokens.extend_from_slice(closing);
-        // On end of turn every reply token was fed; otherwise the loop stopped before feeding
-        // the last one.
+        // On end of turn (or an interruption before sampling) every reply token was fed;
+        // otherwise the loop stopped before feeding the last one.
         self.pending = match (stop, tokens.last()) {
-            (StopReason::EndOfTurn, _) | (_, None) => Vec::new(),
+            (StopReason::EndOfTurn | StopReason::Interrupted, _) | (_, None) => Vec::new(),
             (_, Some(&last)) => vec![last],
         };
         self.pending.extend_from_slice(closing);

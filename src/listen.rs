@@ -4,15 +4,57 @@
 //! [`spawn`] runs this on its own thread and hands utterances over a bounded channel, so the
 //! recognizer can take its time on one utterance while the next is being heard; if it falls
 //! far behind, the channel fills and the capture ring absorbs the rest (and counts overruns).
+//!
+//! Besides utterances, the listener reports when someone has *started* speaking (after
+//! [`Listener::barge_in_ms`] of speech): the assistant uses it to stop talking (barge-in).
+//! While the assistant talks, an [`EchoGuard`] keeps its own voice from counting as speech.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::audio::Source;
+use crate::audio::playback::EchoReference;
 use crate::vad::{EndpointConfig, Endpointer, SpeechDetector, Utterance, WINDOW};
+
+/// The echo guard: a block-wise Geigel double-talk detector. While the speaker plays, a
+/// microphone window counts as the user's speech only if its peak exceeds `ratio` times the
+/// loudest block the speaker played within `window` (which covers the echo path's delay and
+/// the listener's lag). The speaker's echo alone stays under that; a user talking over it
+/// does not. `ratio` must exceed the device's speaker-to-microphone coupling.
+#[derive(Clone)]
+pub struct EchoGuard {
+    pub reference: Arc<EchoReference>,
+    pub ratio: f32,
+    pub window: Duration,
+}
+
+impl EchoGuard {
+    /// Playback quieter than this is not worth guarding against.
+    const QUIET: f32 = 1e-3;
+
+    /// True when the window may be the speaker's echo rather than the user.
+    fn gates(&self, window: &[f32]) -> bool {
+        let reference = self.reference.recent_peak(self.window);
+        if reference < Self::QUIET {
+            return false;
+        }
+        let mic = window.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        mic < self.ratio * reference
+    }
+}
+
+/// What the listener reports, in order.
+#[derive(Debug)]
+pub enum Event {
+    /// Someone has been speaking for [`Listener::barge_in_ms`]; `at_s` is where the speech
+    /// began in the stream.
+    SpeechStart { at_s: f64, detected: Instant },
+    /// An utterance ended.
+    Utterance(Utterance),
+}
 
 pub struct Listener {
     source: Box<dyn Source>,
@@ -21,10 +63,16 @@ pub struct Listener {
     window: Vec<f32>,
     filled: usize,
     ended: bool,
+    echo_guard: Option<EchoGuard>,
+    /// Speech needed before a speech start is reported.
+    pub barge_in_ms: u32,
+    start_reported: bool,
     /// Time spent in the speech detector.
     pub vad_time: Duration,
     /// Samples read from the source.
     pub samples: u64,
+    /// Windows the echo guard kept from counting as speech.
+    pub echo_gated: u64,
 }
 
 impl Listener {
@@ -40,9 +88,18 @@ impl Listener {
             window: vec![0.0; WINDOW],
             filled: 0,
             ended: false,
+            echo_guard: None,
+            barge_in_ms: 96,
+            start_reported: false,
             vad_time: Duration::ZERO,
             samples: 0,
+            echo_gated: 0,
         }
+    }
+
+    pub fn with_echo_guard(mut self, guard: Option<EchoGuard>) -> Self {
+        self.echo_guard = guard;
+        self
     }
 
     pub fn detector_name(&self) -> &'static str {
@@ -51,6 +108,17 @@ impl Listener {
 
     /// The next utterance, or `None` when the source has ended.
     pub fn next_utterance(&mut self) -> Result<Option<Utterance>> {
+        loop {
+            match self.next_event()? {
+                Some(Event::Utterance(u)) => return Ok(Some(u)),
+                Some(Event::SpeechStart { .. }) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next speech start or utterance, or `None` when the source has ended.
+    pub fn next_event(&mut self) -> Result<Option<Event>> {
         while !self.ended {
             let n = self.source.read(&mut self.window[self.filled..])?;
             if n == 0 {
@@ -59,18 +127,18 @@ impl Listener {
                     // Pad the last partial window with silence.
                     self.window[self.filled..].iter_mut().for_each(|x| *x = 0.0);
                     self.filled = WINDOW;
-                    if let Some(u) = self.score_window()? {
-                        return Ok(Some(u));
+                    if let Some(e) = self.score_window()? {
+                        return Ok(Some(e));
                     }
                 }
-                return Ok(self.endpointer.finish());
+                return Ok(self.endpointer.finish().map(Event::Utterance));
             }
             self.samples += n as u64;
             self.filled += n;
             if self.filled == WINDOW
-                && let Some(u) = self.score_window()?
+                && let Some(e) = self.score_window()?
             {
-                return Ok(Some(u));
+                return Ok(Some(e));
             }
         }
         Ok(None)
@@ -85,15 +153,39 @@ impl Listener {
         Ok(out)
     }
 
-    fn score_window(&mut self) -> Result<Option<Utterance>> {
+    fn score_window(&mut self) -> Result<Option<Event>> {
         self.filled = 0;
         let t = Instant::now();
-        let p = self
+        let mut p = self
             .detector
             .probability(&self.window)
             .context("speech detector")?;
         self.vad_time += t.elapsed();
-        Ok(self.endpointer.push(&self.window, p))
+        if let Some(g) = &self.echo_guard
+            && p >= self.endpointer.config().end_threshold
+            && g.gates(&self.window)
+        {
+            p = 0.0;
+            self.echo_gated += 1;
+        }
+        if let Some(u) = self.endpointer.push(&self.window, p) {
+            self.start_reported = false;
+            return Ok(Some(Event::Utterance(u)));
+        }
+        match self.endpointer.open_speech() {
+            Some((at_s, speech_ms)) if !self.start_reported && speech_ms >= self.barge_in_ms => {
+                self.start_reported = true;
+                Ok(Some(Event::SpeechStart {
+                    at_s,
+                    detected: Instant::now(),
+                }))
+            }
+            Some(_) => Ok(None),
+            None => {
+                self.start_reported = false;
+                Ok(None)
+            }
+        }
     }
 
     pub fn overruns(&self) -> u64 {
@@ -103,45 +195,58 @@ impl Listener {
 
 /// What the listening thread reports.
 pub enum Heard {
+    SpeechStart {
+        at_s: f64,
+        detected: Instant,
+    },
     Utterance(Utterance),
     /// The source ended; the listener's statistics.
     End {
         samples: u64,
         vad_time: Duration,
+        echo_gated: u64,
     },
 }
 
-/// Runs `listener` on its own thread; utterances arrive on the returned channel (capacity
-/// `queue`), an error ends the stream.
+/// Runs `listener` on its own thread; what it hears arrives on the returned channel
+/// (capacity `queue`), an error ends the stream.
 pub fn spawn(
-    mut listener: Listener,
+    listener: Listener,
     queue: usize,
 ) -> Result<(mpsc::Receiver<Result<Heard>>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(queue.max(1));
-    let handle = std::thread::Builder::new()
+    let handle = spawn_into(listener, tx, |h| h)?;
+    Ok((rx, handle))
+}
+
+/// Runs `listener` on its own thread, sending what it hears, wrapped by `wrap`, into `tx`
+/// (so one channel can carry the listener's and other threads' events).
+pub fn spawn_into<T: Send + 'static>(
+    mut listener: Listener,
+    tx: mpsc::SyncSender<T>,
+    wrap: impl Fn(Result<Heard>) -> T + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("edgevox-listen".into())
         .spawn(move || {
             loop {
-                match listener.next_utterance() {
-                    Ok(Some(u)) => {
-                        if tx.send(Ok(Heard::Utterance(u))).is_err() {
-                            return;
-                        }
+                let heard = match listener.next_event() {
+                    Ok(Some(Event::Utterance(u))) => Ok(Heard::Utterance(u)),
+                    Ok(Some(Event::SpeechStart { at_s, detected })) => {
+                        Ok(Heard::SpeechStart { at_s, detected })
                     }
-                    Ok(None) => {
-                        let _ = tx.send(Ok(Heard::End {
-                            samples: listener.samples,
-                            vad_time: listener.vad_time,
-                        }));
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
+                    Ok(None) => Ok(Heard::End {
+                        samples: listener.samples,
+                        vad_time: listener.vad_time,
+                        echo_gated: listener.echo_gated,
+                    }),
+                    Err(e) => Err(e),
+                };
+                let last = !matches!(heard, Ok(Heard::Utterance(_) | Heard::SpeechStart { .. }));
+                if tx.send(wrap(heard)).is_err() || last {
+                    return;
                 }
             }
         })
-        .context("spawning the listening thread")?;
-    Ok((rx, handle))
+        .context("spawning the listening thread")
 }

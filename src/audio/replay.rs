@@ -21,6 +21,10 @@ use super::{SAMPLE_RATE, Source};
 
 /// The device's period: 10 ms.
 const TICK: usize = SAMPLE_RATE as usize / 100;
+/// After the recording, the microphone closes once the assistant has been idle this long
+/// (longer than the endpointer's trailing silence, so a last utterance is closed by silence
+/// and answered while the microphone still hears the speaker).
+const TAIL_TICKS: u32 = 150;
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -85,6 +89,7 @@ pub struct ReplayStats {
 /// A running replay; [`ReplayDevice::finish`] stops it and closes the recording.
 pub struct ReplayDevice {
     stop: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<ReplayStats>>>,
 }
 
@@ -115,12 +120,14 @@ impl ReplayDevice {
         let (producer, consumer) = rtrb::RingBuffer::new(2 * SAMPLE_RATE as usize);
         let ended = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(false));
         let clock = Clock {
             input,
             producer,
             renderer,
             ended: ended.clone(),
             stop: stop.clone(),
+            busy: busy.clone(),
             recorder,
             period: Duration::from_secs_f64(TICK as f64 / SAMPLE_RATE as f64 / opts.speed as f64),
             echo_gain: opts.echo_gain,
@@ -133,11 +140,18 @@ impl ReplayDevice {
         Ok((
             ReplayDevice {
                 stop,
+                busy,
                 thread: Some(thread),
             },
             ReplayMic { consumer, ended },
             player,
         ))
+    }
+
+    /// Set by the assistant while it has a turn open: after the recording ends, the microphone
+    /// stays open (hearing silence and the speaker's echo) until the assistant is done.
+    pub fn assistant_busy(&self) -> Arc<AtomicBool> {
+        self.busy.clone()
     }
 
     /// Stops the device and closes the recording.
@@ -177,6 +191,7 @@ struct Clock {
     renderer: Renderer,
     ended: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
     recorder: Option<(Recorder, PathBuf)>,
     period: Duration,
     echo_gain: f32,
@@ -194,12 +209,14 @@ impl Clock {
         let mut played = 0u64;
         let start = Instant::now();
         let mut ticks = 0u32;
+        let mut idle_ticks = 0;
         while !self.stop.load(Ordering::Acquire) {
             let n = self.renderer.render(&mut out);
             played += n as u64;
             self.record(&out[..n]);
-            if pos < self.input.len() {
-                let take = TICK.min(self.input.len() - pos);
+            if !self.ended.load(Ordering::Relaxed) {
+                // The recording, then silence while the assistant is still busy.
+                let take = TICK.min(self.input.len().saturating_sub(pos));
                 mic[..take].copy_from_slice(&self.input[pos..pos + take]);
                 mic[take..].iter_mut().for_each(|x| *x = 0.0);
                 for (m, &o) in mic.iter_mut().zip(&out) {
@@ -208,12 +225,18 @@ impl Clock {
                     delay_pos = (delay_pos + 1) % delay.len();
                 }
                 pos += take;
-                let room = self.producer.slots().min(take);
+                let room = self.producer.slots().min(TICK);
                 if let Ok(chunk) = self.producer.write_chunk_uninit(room) {
-                    chunk.fill_from_iter(mic[..take].iter().copied());
+                    chunk.fill_from_iter(mic[..room].iter().copied());
                 }
-                if pos >= self.input.len() {
-                    self.ended.store(true, Ordering::Release);
+                let busy = self.busy.load(Ordering::Acquire) || self.renderer.shared().busy();
+                if pos < self.input.len() || busy {
+                    idle_ticks = 0;
+                } else {
+                    idle_ticks += 1;
+                    if idle_ticks >= TAIL_TICKS {
+                        self.ended.store(true, Ordering::Release);
+                    }
                 }
             }
             ticks += 1;
@@ -282,7 +305,10 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
-        assert_eq!(got, input);
+        assert_eq!(got[..input.len()], input[..]);
+        // Then a short tail of silence once nothing is playing.
+        assert!(got[input.len()..].iter().all(|&x| x == 0.0));
+        assert!(got.len() - input.len() <= 32_000, "{} samples of tail", got.len());
         player.drain(e).unwrap();
         let stats = dev.finish().unwrap();
         assert!((stats.played_s - 0.1).abs() < 1e-9);
@@ -313,6 +339,8 @@ mod tests {
         let peak = got.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!((peak - 0.2).abs() < 1e-6, "echo peak {peak}");
         let leaked = got.iter().filter(|x| x.abs() > 0.1).count();
+        // The microphone stayed open while the speaker played, past the 0.2 s recording.
+        assert!(got.len() > 3_200 + 800, "{}", got.len());
         assert_eq!(leaked, 800);
     }
 

@@ -36,9 +36,8 @@ pub struct E2eBenchArgs {
     clip: Vec<std::path::PathBuf>,
     #[arg(long, default_value = "models/testdata/speech.toml")]
     manifest: std::path::PathBuf,
-    /// Most tokens per reply.
-    #[arg(long, default_value_t = 96)]
-    max_tokens: usize,
+    #[command(flatten)]
+    talk: super::run::TalkArgs,
 }
 
 #[derive(Args, Debug)]
@@ -329,9 +328,8 @@ fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
 
 fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
     use edgevox::asr::corpus;
-    use edgevox::llm::{Chat, ChatOptions, SamplingParams};
-    use edgevox::pipeline;
-    use edgevox::tts::{WavSink, espeak::Espeak};
+    use edgevox::audio::replay::ReplayOptions;
+    use edgevox::pipeline::{self, Brain, LoopOptions};
 
     let clips: Vec<std::path::PathBuf> = if args.clip.is_empty() {
         corpus::load(&args.manifest, &super::cache_dir())?
@@ -344,15 +342,7 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
     };
     anyhow::ensure!(!clips.is_empty(), "no question clips");
     let mut whisper = args.asr.load()?;
-    let mut chat = Chat::new(
-        args.llm.load()?,
-        ChatOptions {
-            system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
-            sampling: SamplingParams::greedy(),
-            max_new_tokens: args.max_tokens,
-            ..Default::default()
-        },
-    )?;
+    let mut chat = args.talk.chat(&args.llm)?;
     let out_dir = std::env::temp_dir().join(format!("edgevox-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
     let (mut transcript, mut first_token, mut first_audio, mut done) =
@@ -360,18 +350,22 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
     let mut turns = Vec::new();
     for (i, clip) in clips.iter().enumerate() {
         chat.reset();
-        let sink = WavSink::create(
-            &out_dir.join(format!("reply{i}.wav")),
-            Box::new(Espeak::default()),
-        )?;
-        let listener = pipeline::file_listener(clip, args.vad.detector()?, args.vad.endpoint())?;
-        let reports = pipeline::converse(
-            listener,
+        // Each question replayed in real time, as a live device would hear it.
+        let replay = ReplayOptions {
+            record: Some(out_dir.join(format!("reply{i}.wav"))),
+            ..Default::default()
+        };
+        let reports = pipeline::replay(
             clip,
-            &mut whisper,
-            &args.asr.options(),
-            &mut chat,
-            Box::new(sink),
+            args.talk.hearing(&args.vad)?,
+            &replay,
+            Some(args.talk.voice()),
+            Brain {
+                whisper: &mut whisper,
+                asr: args.asr.options(),
+                chat: &mut chat,
+            },
+            &LoopOptions::default(),
             |_| {},
         )?;
         for r in reports {
@@ -383,6 +377,7 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
                 "clip": clip.file_name().map(|n| n.to_string_lossy().into_owned()),
                 "transcript": r.transcript,
                 "reply": r.reply,
+                "spoken_s": r.spoken_s,
                 "timeline": r.timeline,
             }));
         }

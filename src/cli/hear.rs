@@ -263,7 +263,10 @@ fn run_listener(
                     return Ok(());
                 }
             }
-            Heard::End { samples, vad_time } => {
+            Heard::SpeechStart { .. } => {}
+            Heard::End {
+                samples, vad_time, ..
+            } => {
                 log::info!(
                     "listen: {:.1} s of audio, {count} utterances, VAD {:.2} ms per second of audio",
                     samples as f64 / 16_000.0,

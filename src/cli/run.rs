@@ -1,24 +1,24 @@
-//! `edgevox run --input question.wav --output reply.wav`: the whole assistant, replayed.
+//! `edgevox run`: the whole assistant, live (microphone and speaker) or replayed from a
+//! recording in real time (`--input question.wav --output reply.wav`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use edgevox::audio::capture::{Capture, CaptureOptions};
+use edgevox::audio::replay::ReplayOptions;
+use edgevox::audio::speaker::Speaker;
 use edgevox::llm::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, SamplingParams};
-use edgevox::pipeline;
-use edgevox::tts::{SpeechSink, TextSink, WavSink, espeak::Espeak};
+use edgevox::pipeline::{self, Brain, Hearing, LoopOptions, Output, TurnReport};
+use edgevox::tts::{Voice, espeak::Espeak};
+use log::{error, warn};
 
 use super::LlmArgs;
 use super::hear::{AsrArgs, VadArgs};
 
+/// How the assistant converses: the model's reply, the voice, barge-in.
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    /// The recorded conversation to answer (WAV). Live microphone/speaker mode comes next.
-    #[arg(long)]
-    input: PathBuf,
-    /// Where the spoken replies go (WAV); printed as text when absent.
-    #[arg(long)]
-    output: Option<PathBuf>,
+pub struct TalkArgs {
     /// Sampling seed (greedy by default, so replies replay exactly either way).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -28,9 +28,104 @@ pub struct RunArgs {
     /// Most tokens per reply.
     #[arg(long, default_value_t = 96)]
     max_tokens: usize,
+    /// Tokens of context the conversation may use.
+    #[arg(long, default_value_t = ChatOptions::default().context)]
+    context: usize,
     /// espeak-ng voice.
     #[arg(long, default_value_t = Espeak::default().voice)]
     voice: String,
+    /// Keep talking when the user speaks over a reply.
+    #[arg(long)]
+    no_barge_in: bool,
+    /// Speech that counts as a barge-in (ms).
+    #[arg(long, default_value_t = 96)]
+    barge_in_ms: u32,
+    /// Echo guard: while the speaker plays, the microphone must peak above this fraction of
+    /// what was played to count as the user (0 = no guard). Must exceed the device's
+    /// speaker-to-microphone coupling.
+    #[arg(long, default_value_t = 0.6)]
+    echo_ratio: f32,
+}
+
+impl TalkArgs {
+    pub fn chat(&self, llm: &LlmArgs) -> Result<Chat> {
+        let sampling = if self.temperature > 0.0 {
+            SamplingParams {
+                temperature: self.temperature,
+                seed: self.seed,
+                ..SamplingParams::greedy()
+            }
+        } else {
+            SamplingParams::greedy()
+        };
+        Chat::new(
+            llm.load()?,
+            ChatOptions {
+                system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+                sampling,
+                max_new_tokens: self.max_tokens,
+                context: self.context,
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn voice(&self) -> Box<dyn Voice> {
+        Box::new(Espeak {
+            voice: self.voice.clone(),
+            ..Default::default()
+        })
+    }
+
+    pub fn hearing(&self, vad: &VadArgs) -> Result<Hearing> {
+        Ok(Hearing {
+            detector: vad.detector()?,
+            endpoint: vad.endpoint(),
+            barge_in_ms: self.barge_in_ms,
+            echo_ratio: self.echo_ratio,
+        })
+    }
+
+    pub fn barge_in(&self) -> bool {
+        !self.no_barge_in
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Replay this recording (WAV) as the microphone, in real time, instead of a live device.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// With --input: write what the speaker played (16 kHz WAV); without it, replies are
+    /// printed.
+    #[arg(long, requires = "input")]
+    output: Option<PathBuf>,
+    /// With --input: replay speed (1 = real time).
+    #[arg(long, default_value_t = 1.0, requires = "input")]
+    speed: f32,
+    /// With --input: fraction of the speaker's sound that leaks into the microphone.
+    #[arg(long, default_value_t = 0.0, requires = "input")]
+    echo_gain: f32,
+    /// Live: the microphone (see `edgevox devices`); the default input device otherwise.
+    #[arg(long, conflicts_with = "input")]
+    device: Option<String>,
+    /// Live: the speaker; the default output device otherwise.
+    #[arg(long, conflicts_with = "input")]
+    speaker: Option<String>,
+    /// Live: print replies instead of speaking them.
+    #[arg(long, conflicts_with = "input")]
+    text: bool,
+    /// Live: capture ring length (ms).
+    #[arg(long, default_value_t = 2000)]
+    buffer_ms: u32,
+    /// Stop after this many turns.
+    #[arg(long)]
+    max_turns: Option<usize>,
+    /// Earcons (listening, turn end, error): on by default live, off in replays.
+    #[arg(long)]
+    earcons: Option<bool>,
+    #[command(flatten)]
+    talk: TalkArgs,
     #[command(flatten)]
     llm: LlmArgs,
     #[command(flatten)]
@@ -39,49 +134,73 @@ pub struct RunArgs {
     vad: VadArgs,
 }
 
+fn print_turn(turn: &TurnReport) {
+    println!("{}", serde_json::to_string(turn).unwrap_or_default());
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
-    let sink: Box<dyn SpeechSink> = match &args.output {
-        Some(p) => Box::new(WavSink::create(
-            p,
-            Box::new(Espeak {
-                voice: args.voice.clone(),
-                ..Default::default()
-            }),
-        )?),
-        None => Box::new(TextSink::new(std::io::stderr())),
-    };
+    let hearing = args.talk.hearing(&args.vad)?;
     let mut whisper = args.asr.load()?;
-    let model = args.llm.load()?;
-    let sampling = if args.temperature > 0.0 {
-        SamplingParams {
-            temperature: args.temperature,
-            seed: args.seed,
-            ..SamplingParams::greedy()
-        }
-    } else {
-        SamplingParams::greedy()
+    let mut chat = args.talk.chat(&args.llm)?;
+    let brain = Brain {
+        whisper: &mut whisper,
+        asr: args.asr.options(),
+        chat: &mut chat,
     };
-    let mut chat = Chat::new(
-        model,
-        ChatOptions {
-            system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
-            sampling,
-            max_new_tokens: args.max_tokens,
+    let opts = LoopOptions {
+        earcons: args.earcons.unwrap_or(args.input.is_none()),
+        max_turns: args.max_turns,
+        barge_in: args.talk.barge_in(),
+        busy: None,
+    };
+    let reports = if let Some(input) = &args.input {
+        let replay = ReplayOptions {
+            speed: args.speed,
+            echo_gain: args.echo_gain,
+            record: args.output.clone(),
             ..Default::default()
-        },
-    )?;
-    let listener = pipeline::file_listener(&args.input, args.vad.detector()?, args.vad.endpoint())?;
-    let reports = pipeline::converse(
-        listener,
-        &args.input,
-        &mut whisper,
-        &args.asr.options(),
-        &mut chat,
-        sink,
-        |turn| println!("{}", serde_json::to_string(turn).unwrap_or_default()),
-    )?;
+        };
+        let voice = args.output.as_ref().map(|_| args.talk.voice());
+        pipeline::replay(input, hearing, &replay, voice, brain, &opts, print_turn)?
+    } else {
+        let capture = Capture::open(&CaptureOptions {
+            device: args.device.clone(),
+            buffer_ms: args.buffer_ms,
+        })?;
+        let speaker = if args.text {
+            None
+        } else {
+            match Speaker::open(args.speaker.as_deref(), 2_000) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // Keep going without a voice: the user still gets the replies as text.
+                    error!("no speaker: {e:#}; replies are printed instead");
+                    None
+                }
+            }
+        };
+        let (speaker, output) = match speaker {
+            Some((speaker, player)) => (
+                Some(speaker),
+                Output::Speaker {
+                    voice: args.talk.voice(),
+                    player,
+                },
+            ),
+            None => (None, Output::Text(Box::new(std::io::stderr()))),
+        };
+        let playback = match &output {
+            Output::Speaker { player, .. } => Some(player.shared().clone()),
+            Output::Text(_) => None,
+        };
+        let listener = hearing.listener(Box::new(capture), playback.as_deref());
+        let origin = PathBuf::from(args.device.as_deref().unwrap_or("the default microphone"));
+        let reports = pipeline::converse(listener, &origin, brain, output, &opts, print_turn);
+        drop(speaker);
+        reports?
+    };
     if reports.is_empty() {
-        log::warn!("{}: no speech heard", args.input.display());
+        warn!("no speech heard");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! them into a WAV file, [`TextSink`] only prints them.
 
 pub mod chunk;
+pub mod earcon;
 pub mod espeak;
 pub mod normalize;
 

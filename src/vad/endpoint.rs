@@ -69,6 +69,8 @@ pub struct Endpointer {
     pre_roll_cap: usize,
     current: Option<Vec<f32>>,
     start_sample: u64,
+    /// First window scored as speech in the open utterance (after the pre-roll).
+    onset_sample: u64,
     speech_windows: usize,
     silent_run: usize,
     processed: u64,
@@ -83,6 +85,7 @@ impl Endpointer {
             pre_roll_cap,
             current: None,
             start_sample: 0,
+            onset_sample: 0,
             speech_windows: 0,
             silent_run: 0,
             processed: 0,
@@ -98,6 +101,17 @@ impl Endpointer {
         self.current.is_some()
     }
 
+    /// While an utterance is open: where its speech began (stream seconds) and how much of it
+    /// has scored as speech so far, in milliseconds.
+    pub fn open_speech(&self) -> Option<(f64, u32)> {
+        self.current.as_ref()?;
+        let window_ms = WINDOW as u32 * 1000 / SAMPLE_RATE;
+        Some((
+            self.onset_sample as f64 / SAMPLE_RATE as f64,
+            self.speech_windows as u32 * window_ms,
+        ))
+    }
+
     /// Feeds one window and its speech probability; returns an utterance when one ends.
     pub fn push(&mut self, window: &[f32], prob: f32) -> Option<Utterance> {
         let at = self.processed;
@@ -108,6 +122,7 @@ impl Endpointer {
                     let mut samples = Vec::with_capacity(SAMPLE_RATE as usize * 4);
                     samples.extend(self.pre_roll.drain(..));
                     self.start_sample = at - samples.len() as u64;
+                    self.onset_sample = at;
                     samples.extend_from_slice(window);
                     self.current = Some(samples);
                     self.speech_windows = 1;

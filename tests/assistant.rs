@@ -1,64 +1,113 @@
-//! The whole assistant replayed from a file, with the real models: question WAV in, spoken
-//! reply WAV out, one JSON timeline per turn.
+//! The whole assistant with the real models, replayed in real time through the virtual sound
+//! card (the live code path): question WAV in, spoken reply WAV out, one JSON timeline per
+//! turn; barge-in, the echo guard, and failures inside turns.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use common::cache;
-use edgevox::asr::{self, AsrOptions, Whisper, wer};
+use anyhow::{Result, bail};
+use common::{alsa_capture_home, cache, edgevox_with_home, stderr, stdout};
+use edgevox::asr::{self, AsrOptions, Recognizer, Transcript, Whisper, wer};
+use edgevox::audio::replay::ReplayOptions;
 use edgevox::audio::wav;
+use edgevox::llm::{Chat, ChatOptions, LlmModel, LoadOptions};
+use edgevox::pipeline::{
+    self, Brain, Hearing, LoopOptions, NOTICE_FAILED, NOTICE_NOT_UNDERSTOOD, TurnReport,
+};
+use edgevox::tts::espeak::Espeak;
+use edgevox::vad::{self, EndpointConfig};
+use serde_json::Value;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("edgevox-assistant-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// Replays run in real time and share two cores: one at a time keeps their timings honest.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn run(input: &std::path::Path, output: &std::path::Path) -> Vec<serde_json::Value> {
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("assistant", name)
+}
+
+fn question(name: &str) -> Vec<f32> {
+    wav::read_16k_mono(&cache().join("speech/synthetic").join(format!("{name}.wav")))
+        .unwrap()
+        .0
+}
+
+fn silence(secs: f32) -> Vec<f32> {
+    vec![0.0; (16_000.0 * secs) as usize]
+}
+
+/// Writes the pieces one after the other as a 16 kHz WAV.
+fn recording(path: &Path, pieces: &[Vec<f32>]) {
+    wav::write_mono_i16(path, &pieces.concat(), 16_000).unwrap();
+}
+
+fn run(args: &[&str]) -> Vec<Value> {
     let o = Command::new(env!("CARGO_BIN_EXE_edgevox"))
-        .args(["run", "--input", input.to_str().unwrap(), "--output"])
-        .arg(output)
+        .arg("run")
+        .args(args)
         .env("EDGEVOX_CACHE", cache())
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
+fn whisper() -> Whisper {
+    Whisper::load(&asr::model_path(&cache().join("whisper"), "q8_0", true).unwrap()).unwrap()
+}
+
+fn ms(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
 #[test]
 fn two_questions_in_two_spoken_answers_out() {
-    let synth = cache().join("speech/synthetic");
-    let (q1, _) = wav::read_16k_mono(&synth.join("capital.wav")).unwrap();
-    let (q2, _) = wav::read_16k_mono(&synth.join("spider.wav")).unwrap();
-    let mut input = q1.clone();
-    input.extend(vec![0.0; 16_000 * 2]);
-    input.extend(&q2);
-    input.extend(vec![0.0; 16_000]);
+    let _one = one_at_a_time();
     let d = scratch("two");
-    let question = d.join("questions.wav");
-    wav::write_mono_i16(&question, &input, 16_000).unwrap();
+    let input = d.join("questions.wav");
+    // Long enough a pause that the first answer is over before the second question.
+    recording(
+        &input,
+        &[
+            question("capital"),
+            silence(10.0),
+            question("spider"),
+            silence(1.0),
+        ],
+    );
     let reply = d.join("reply.wav");
-    let turns = run(&question, &reply);
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        reply.to_str().unwrap(),
+    ]);
 
     assert_eq!(turns.len(), 2, "{turns:?}");
     assert!(turns[0]["transcript"].as_str().unwrap().contains("capital"));
     assert!(turns[1]["transcript"].as_str().unwrap().contains("spider"));
     let mut replies = Vec::new();
     for t in &turns {
-        assert!(t["error"].is_null(), "{t}");
+        assert!(t["error"].is_null() && t["barge_in"].is_null(), "{t}");
         let tl = &t["timeline"];
         let stages = [
-            tl["transcript_ready_ms"].as_f64().unwrap(),
-            tl["first_token_ms"].as_f64().unwrap(),
-            tl["first_audio_ms"].as_f64().unwrap(),
-            tl["turn_done_ms"].as_f64().unwrap(),
+            ms(&tl["transcript_ready_ms"]),
+            ms(&tl["first_token_ms"]),
+            ms(&tl["first_audio_ms"]),
+            ms(&tl["turn_done_ms"]),
         ];
         assert!(stages.windows(2).all(|w| w[0] <= w[1]), "{tl}");
+        // Speech starts after the first chunk, long before the turn is over.
+        assert!(stages[3] - stages[2] > 1_000.0, "{tl}");
         assert!(t["peak_rss_bytes"].as_u64().unwrap() > 0);
         replies.push(t["reply"].as_str().unwrap().to_string());
     }
@@ -66,8 +115,12 @@ fn two_questions_in_two_spoken_answers_out() {
 
     // The reply WAV holds both answers, audibly, and Whisper hears them back.
     let (samples, info) = wav::read_16k_mono(&reply).unwrap();
-    let spoken: f64 = turns.iter().map(|t| t["spoken_s"].as_f64().unwrap()).sum();
-    assert!((info.seconds() - spoken).abs() < 0.1);
+    let spoken: f64 = turns.iter().map(|t| ms(&t["spoken_s"])).sum();
+    assert!(
+        (info.seconds() - spoken).abs() < 0.1,
+        "{} vs {spoken}",
+        info.seconds()
+    );
     let words: usize = replies.iter().map(|r| r.split_whitespace().count()).sum();
     assert!(
         info.seconds() > words as f64 * 0.2 && info.seconds() < words as f64 * 1.0 + 5.0,
@@ -76,9 +129,7 @@ fn two_questions_in_two_spoken_answers_out() {
     );
     let rms = (samples.iter().map(|x| x * x).sum::<f32>() / samples.len() as f32).sqrt();
     assert!(rms > 0.01);
-    let model = asr::model_path(&cache().join("whisper"), "q8_0", true).unwrap();
-    let mut whisper = Whisper::load(&model).unwrap();
-    let heard = whisper
+    let heard = whisper()
         .transcribe(&samples, &AsrOptions::default())
         .unwrap()
         .text;
@@ -91,11 +142,318 @@ fn two_questions_in_two_spoken_answers_out() {
 
 #[test]
 fn silence_in_gives_no_turns_and_an_empty_reply_file() {
+    let _one = one_at_a_time();
     let d = scratch("silence");
-    let question = d.join("silence.wav");
-    wav::write_mono_i16(&question, &vec![0.0; 16_000 * 3], 16_000).unwrap();
+    let input = d.join("silence.wav");
+    recording(&input, &[silence(3.0)]);
     let reply = d.join("reply.wav");
-    assert!(run(&question, &reply).is_empty());
+    assert!(
+        run(&[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            reply.to_str().unwrap()
+        ])
+        .is_empty()
+    );
     let (samples, _) = wav::read_16k_mono(&reply).unwrap();
     assert!(samples.is_empty());
+}
+
+#[test]
+fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
+    let _one = one_at_a_time();
+    let d = scratch("barge");
+    let input = d.join("barge.wav");
+    // The second question comes 2 s after the first: the first answer is playing by then.
+    let first = question("capital");
+    let second_at = (first.len() as f64 / 16_000.0) + 2.0;
+    recording(
+        &input,
+        &[first, silence(2.0), question("spider"), silence(1.0)],
+    );
+    let reply = d.join("reply.wav");
+    // The speaker leaks into the microphone, as on a device: only the user may interrupt.
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        reply.to_str().unwrap(),
+        "--echo-gain",
+        "0.3",
+    ]);
+    assert_eq!(turns.len(), 2, "{turns:#?}");
+    let (t1, t2) = (&turns[0], &turns[1]);
+    assert!(
+        t1["transcript"].as_str().unwrap().contains("capital"),
+        "{t1}"
+    );
+    let b = &t1["barge_in"];
+    assert!(b.is_object(), "the first reply was not interrupted: {t1}");
+    let at = ms(&b["speech_at_s"]);
+    assert!(
+        (at - second_at).abs() < 0.5,
+        "barge-in at {at} s, question at {second_at} s"
+    );
+    // Stopped within 200 ms of the speech being detected (and the model too, if it was
+    // still generating).
+    assert!(ms(&b["playback_stopped_ms"]) <= 200.0, "{b}");
+    if !b["generation_stopped_ms"].is_null() {
+        assert!(ms(&b["generation_stopped_ms"]) <= 200.0, "{b}");
+    }
+    // Cut short: the full answer takes ~6 s to say.
+    let cut = ms(&t1["spoken_s"]);
+    assert!(cut > 0.1 && cut < 3.0, "first reply played {cut} s");
+
+    assert!(
+        t2["transcript"].as_str().unwrap().contains("spider"),
+        "{t2}"
+    );
+    assert!(t2["barge_in"].is_null() && t2["error"].is_null(), "{t2}");
+    assert!(ms(&t2["spoken_s"]) > 2.0, "{t2}");
+    let (_, info) = wav::read_16k_mono(&reply).unwrap();
+    let spoken = cut + ms(&t2["spoken_s"]);
+    assert!(
+        (info.seconds() - spoken).abs() < 0.1,
+        "{} vs {spoken}",
+        info.seconds()
+    );
+}
+
+#[test]
+fn the_echo_guard_keeps_the_assistant_from_interrupting_itself() {
+    let _one = one_at_a_time();
+    let d = scratch("echo");
+    let input = d.join("capital.wav");
+    recording(&input, &[question("capital"), silence(0.5)]);
+    let args = |ratio: &'static str| {
+        vec![
+            "--input".to_string(),
+            input.to_str().unwrap().to_string(),
+            "--output".into(),
+            d.join(format!("reply-{ratio}.wav"))
+                .to_str()
+                .unwrap()
+                .into(),
+            "--echo-gain".into(),
+            "0.4".into(),
+            "--echo-ratio".into(),
+            ratio.into(),
+            "--max-turns".into(),
+            "2".into(),
+        ]
+    };
+    let guarded = run(&args("0.6").iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(guarded.len(), 1, "{guarded:#?}");
+    assert!(guarded[0]["barge_in"].is_null(), "{}", guarded[0]);
+    assert!(ms(&guarded[0]["spoken_s"]) > 4.0, "{}", guarded[0]);
+
+    // Without the guard, the assistant hears its own voice and stops itself.
+    let unguarded = run(&args("0").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(unguarded[0]["barge_in"].is_object(), "{}", unguarded[0]);
+    assert!(ms(&unguarded[0]["spoken_s"]) < 2.0, "{}", unguarded[0]);
+}
+
+/// Whisper, with failures injected by turn: turn 1 hears nothing, turn 2 fails, turn 3 hears
+/// a question far longer than the model's context; later turns are transcribed normally.
+struct Flaky {
+    inner: Whisper,
+    turn: usize,
+}
+
+impl Recognizer for Flaky {
+    fn transcribe(&mut self, samples: &[f32], opts: &AsrOptions) -> Result<Transcript> {
+        self.turn += 1;
+        let mut t = self.inner.transcribe(samples, opts)?;
+        match self.turn {
+            1 => t.text.clear(),
+            2 => bail!("whisper.cpp failed (injected)"),
+            3 => t.text = "Tell me everything about the history of France. ".repeat(40),
+            _ => {}
+        }
+        Ok(t)
+    }
+}
+
+#[test]
+fn failures_inside_turns_are_told_to_the_user_and_the_loop_goes_on() {
+    let _one = one_at_a_time();
+    let _ = env_logger::builder().is_test(true).try_init();
+    let d = scratch("faults");
+    let input = d.join("four.wav");
+    let q = question("capital");
+    recording(
+        &input,
+        &[
+            q.clone(),
+            silence(5.0),
+            q.clone(),
+            silence(5.0),
+            q,
+            silence(5.0),
+            question("hamlet"),
+            silence(1.0),
+        ],
+    );
+    let reply = d.join("reply.wav");
+    let mut flaky = Flaky {
+        inner: whisper(),
+        turn: 0,
+    };
+    let model = LlmModel::load(&cache().join("smollm2/q4"), &LoadOptions::default()).unwrap();
+    // A small context, so the third turn's question cannot fit.
+    let mut chat = Chat::new(
+        model,
+        ChatOptions {
+            context: 256,
+            max_new_tokens: 64,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let hearing = Hearing {
+        detector: vad::detector(&cache().join("vad/silero_vad_op18_ifless.onnx")).unwrap(),
+        endpoint: EndpointConfig::default(),
+        barge_in_ms: 96,
+        echo_ratio: 0.6,
+    };
+    let mut seen = Vec::new();
+    let turns = pipeline::replay(
+        &input,
+        hearing,
+        &ReplayOptions {
+            record: Some(reply.clone()),
+            ..Default::default()
+        },
+        Some(Box::new(Espeak::default())),
+        Brain {
+            whisper: &mut flaky,
+            asr: AsrOptions::default(),
+            chat: &mut chat,
+        },
+        &LoopOptions {
+            barge_in: false,
+            ..Default::default()
+        },
+        |t: &TurnReport| seen.push(t.turn),
+    )
+    .unwrap();
+    assert_eq!(seen, [1, 2, 3, 4]);
+    let [t1, t2, t3, t4] = &turns[..] else {
+        panic!("{turns:#?}")
+    };
+    assert!(
+        t1.error
+            .as_deref()
+            .unwrap()
+            .contains("nothing was understood"),
+        "{t1:?}"
+    );
+    assert_eq!(t1.notice.as_deref(), Some(NOTICE_NOT_UNDERSTOOD));
+    assert!(t2.error.as_deref().unwrap().contains("injected"), "{t2:?}");
+    assert_eq!(t2.notice.as_deref(), Some(NOTICE_NOT_UNDERSTOOD));
+    // The over-long question is kept in the log with the model's error.
+    assert!(t3.transcript.starts_with("Tell me everything"), "{t3:?}");
+    assert!(
+        t3.error
+            .as_deref()
+            .unwrap()
+            .contains("does not fit the context"),
+        "{t3:?}"
+    );
+    assert_eq!(t3.notice.as_deref(), Some(NOTICE_FAILED));
+    for t in [t1, t2, t3] {
+        // The notice was spoken.
+        assert!(t.spoken_s > 0.8, "{t:?}");
+        assert!(t.reply.is_empty());
+    }
+    // And the assistant still answers.
+    assert!(t4.error.is_none(), "{t4:?}");
+    assert!(t4.transcript.contains("Hamlet"), "{t4:?}");
+    assert!(t4.reply.contains("Shakespeare"), "{t4:?}");
+    assert_eq!(chat.history_turns(), 1);
+
+    let (samples, _) = wav::read_16k_mono(&reply).unwrap();
+    let heard = flaky
+        .inner
+        .transcribe(&samples, &AsrOptions::default())
+        .unwrap()
+        .text
+        .to_lowercase();
+    assert!(heard.matches("sorry").count() >= 2, "{heard}");
+    assert!(heard.contains("shakespeare"), "{heard}");
+}
+
+#[test]
+fn a_speaker_that_fails_mid_reply_is_reported_and_the_loop_goes_on() {
+    let _one = one_at_a_time();
+    let d = scratch("devfull");
+    let input = d.join("two.wav");
+    recording(
+        &input,
+        &[
+            question("capital"),
+            silence(4.0),
+            question("hamlet"),
+            silence(1.0),
+        ],
+    );
+    // /dev/full takes the file open, then every write fails: the disk is full.
+    let turns = run(&["--input", input.to_str().unwrap(), "--output", "/dev/full"]);
+    assert_eq!(turns.len(), 2, "{turns:#?}");
+    let e = turns[0]["error"].as_str().unwrap_or_default();
+    assert!(e.contains("/dev/full"), "{}", turns[0]);
+    // Replies still come, as text.
+    assert!(
+        turns[0]["reply"].as_str().unwrap().contains("Paris"),
+        "{}",
+        turns[0]
+    );
+    assert!(
+        turns[1]["transcript"].as_str().unwrap().contains("Hamlet"),
+        "{}",
+        turns[1]
+    );
+    assert!(
+        !turns[1]["reply"].as_str().unwrap().is_empty(),
+        "{}",
+        turns[1]
+    );
+}
+
+#[test]
+fn live_without_a_speaker_the_replies_are_printed() {
+    let _one = one_at_a_time();
+    let clip = cache().join("speech/synthetic/capital.wav");
+    let (home, _) = alsa_capture_home("live-nospeaker", &clip);
+    let o = edgevox_with_home(
+        &home,
+        &[
+            "run",
+            "--device",
+            "edgevox_test",
+            "--speaker",
+            "no_such_speaker",
+            "--buffer-ms",
+            "60000",
+            "--max-turns",
+            "1",
+        ],
+        Duration::from_secs(240),
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("no output device named \"no_such_speaker\""),
+        "{e}"
+    );
+    let turn: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert!(
+        turn["transcript"].as_str().unwrap().contains("capital"),
+        "{turn}"
+    );
+    let reply = turn["reply"].as_str().unwrap();
+    assert!(reply.contains("Paris"), "{turn}");
+    // The reply went to the terminal instead.
+    assert!(e.contains("Paris"), "{e}");
 }

@@ -2,9 +2,8 @@
 //! fetches Silero and the recordings and speaks the synthetic sentences; `make refs` writes
 //! the onnxruntime reference for Silero).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use edgevox::asr::{self, AsrOptions, Whisper, corpus, wer};
@@ -13,7 +12,11 @@ use edgevox::listen::Listener;
 use edgevox::vad::{self, EndpointConfig, SpeechDetector};
 
 mod common;
-use common::cache;
+use common::{alsa_capture_home, alsa_home, cache, edgevox_with_home, stderr, stdout};
+
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("hear", name)
+}
 
 /// Whisper runs on both cores; tests that transcribe take turns instead of thrashing.
 fn cpu_turn() -> std::sync::MutexGuard<'static, ()> {
@@ -33,26 +36,12 @@ fn speech(name: &str) -> PathBuf {
     cache().join("speech").join(name)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("edgevox-hear-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn edgevox(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgevox"))
         .args(args)
         .env("EDGEVOX_CACHE", cache())
         .output()
         .expect("running edgevox")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// What the assistant hears from a clip: utterances cut by Silero, each transcribed.
@@ -381,90 +370,11 @@ fn truncated_vad_model_is_a_clear_error() {
 /// PCM by name like any microphone. The null device has no clock, so ALSA delivers the file as
 /// fast as it is read and then zeros: the capture ring must hold the clip, and the flood of
 /// zeros after it exercises the overrun path.
-fn alsa_home(name: &str, infile: Option<&Path>) -> PathBuf {
-    let home = scratch(name);
-    let mut rc = String::from("pcm.!default { type hw card 99 }\n");
-    if let Some(infile) = infile {
-        rc += &format!(
-            "pcm.edgevox_test {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  \
-             infile \"{}\"\n  format \"raw\"\n  hint {{ show on description \"edgevox test capture\" }}\n}}\n",
-            infile.display()
-        );
-    }
-    std::fs::write(home.join(".asoundrc"), rc).unwrap();
-    home
-}
-
-fn edgevox_with_home(home: &Path, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevox"))
-        .args(args)
-        .env("HOME", home)
-        .env("EDGEVOX_CACHE", cache())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t.elapsed() > limit {
-            child.kill().unwrap();
-            let o = child.wait_with_output().unwrap();
-            panic!(
-                "edgevox {args:?} still running after {limit:?}\n{}",
-                stderr(&o)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn capture_through_cpal_and_alsa_transcribes_the_first_utterance() {
     let _turn = cpu_turn();
-    // Ask cpal (through the binary) which format the device opens with, then write the clip
-    // in exactly that format: the capture path then converts and resamples it back.
-    let probe_home = alsa_home("alsa-probe", Some(Path::new("/dev/null")));
-    let o = edgevox_with_home(&probe_home, &["devices", "--json"], Duration::from_secs(30));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let devices: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
-    let dev = devices
-        .iter()
-        .find(|d| d["id"] == "edgevox_test")
-        .unwrap_or_else(|| panic!("edgevox_test not listed: {devices:?}"));
-    let rate = dev["sample_rate"].as_u64().unwrap() as usize;
-    let channels = dev["channels"].as_u64().unwrap() as usize;
-    let format = dev["sample_format"].as_str().unwrap().to_string();
-
-    let (clip, _) = wav::read_16k_mono(&speech("beckett.wav")).unwrap();
-    // Linear interpolation up to the device rate is plenty for a test signal.
-    let n_out = clip.len() * rate / 16_000;
-    let mut raw = Vec::new();
-    for i in 0..n_out + rate * 2 {
-        let pos = i as f64 * 16_000.0 / rate as f64;
-        let j = pos as usize;
-        let x = if j + 1 < clip.len() {
-            let f = (pos - j as f64) as f32;
-            clip[j] * (1.0 - f) + clip[j + 1] * f
-        } else {
-            0.0
-        };
-        for _ in 0..channels {
-            match format.as_str() {
-                "f32" => raw.extend_from_slice(&x.to_le_bytes()),
-                "i16" => raw.extend_from_slice(&((x * 32767.0) as i16).to_le_bytes()),
-                "i32" => raw.extend_from_slice(&((x * 2.147e9) as i32).to_le_bytes()),
-                other => panic!("no test writer for sample format {other}"),
-            }
-        }
-    }
-    let home_dir = scratch("alsa");
-    let infile = home_dir.join("capture.raw");
-    std::fs::File::create(&infile)
-        .unwrap()
-        .write_all(&raw)
-        .unwrap();
-    let home = alsa_home("alsa", Some(&infile));
+    let (home, format) = alsa_capture_home("alsa", &speech("beckett.wav"));
+    let (channels, rate) = (format.channels, format.rate);
     let o = edgevox_with_home(
         &home,
         &[

@@ -302,3 +302,47 @@ fn empty_and_oversized_prompts_are_refused_and_the_chat_goes_on() {
     let reply = chat.ask("What is the capital of France?", |_| {}).unwrap();
     assert!(reply.text.contains("Paris"), "{}", reply.text);
 }
+
+#[test]
+fn an_interrupted_reply_stops_at_once_and_the_conversation_goes_on() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    let mut chat = greedy_chat(2048);
+    let stop = Cell::new(false);
+    let asked_at = Cell::new(None::<Instant>);
+    let mut pieces = 0;
+    let reply = chat
+        .ask_until(
+            "Tell me a long story about a dragon and a knight.",
+            |_| {
+                pieces += 1;
+                if pieces == 5 {
+                    // The user spoke: stop.
+                    stop.set(true);
+                    asked_at.set(Some(Instant::now()));
+                }
+            },
+            || stop.get(),
+        )
+        .unwrap();
+    let took = asked_at.get().unwrap().elapsed();
+    assert_eq!(reply.stop, StopReason::Interrupted);
+    assert!(reply.tokens.len() <= 6, "{} tokens", reply.tokens.len());
+    assert!(took < Duration::from_millis(200), "stopped after {took:?}");
+    // The cut reply stays in the history and the next question is answered.
+    let next = chat.ask("What is the capital of France?", |_| {}).unwrap();
+    assert!(next.text.contains("Paris"), "{}", next.text);
+    assert_eq!(chat.history_turns(), 2);
+
+    // Interrupted before the first token (during the prompt): nothing is said or kept, and
+    // the conversation is still consistent.
+    let reply = chat
+        .ask_until("Who wrote Hamlet?", |_| {}, || true)
+        .unwrap();
+    assert_eq!(reply.stop, StopReason::Interrupted);
+    assert!(reply.tokens.is_empty());
+    assert_eq!(chat.history_turns(), 2);
+    let again = chat.ask("What is the capital of France?", |_| {}).unwrap();
+    assert!(again.text.contains("Paris"), "{}", again.text);
+}

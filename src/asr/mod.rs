@@ -193,6 +193,18 @@ pub fn model_path(dir: &Path, variant: &str, verify_checksum: bool) -> Result<Pa
     Ok(path)
 }
 
+/// Speech to text, as the assistant's loop uses it (Whisper here; another backend, or a test
+/// double that injects failures, plugs in the same way).
+pub trait Recognizer: Send {
+    fn transcribe(&mut self, samples: &[f32], opts: &AsrOptions) -> Result<Transcript>;
+}
+
+impl Recognizer for Whisper {
+    fn transcribe(&mut self, samples: &[f32], opts: &AsrOptions) -> Result<Transcript> {
+        Whisper::transcribe(self, samples, opts)
+    }
+}
+
 impl Whisper {
     /// Loads a ggml model file (check it first with [`model_path`]).
     pub fn load(path: &Path) -> Result<Self> {

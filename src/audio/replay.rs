@@ -84,6 +84,8 @@ impl Source for ReplayMic {
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayStats {
     pub played_s: f64,
+    /// Microphone samples dropped because the listener fell more than the ring behind.
+    pub overruns: u64,
 }
 
 /// A running replay; [`ReplayDevice::finish`] stops it and closes the recording.
@@ -210,6 +212,7 @@ impl Clock {
         let start = Instant::now();
         let mut ticks = 0u32;
         let mut idle_ticks = 0;
+        let mut overruns = 0u64;
         while !self.stop.load(Ordering::Acquire) {
             let n = self.renderer.render(&mut out);
             played += n as u64;
@@ -229,6 +232,7 @@ impl Clock {
                 if let Ok(chunk) = self.producer.write_chunk_uninit(room) {
                     chunk.fill_from_iter(mic[..room].iter().copied());
                 }
+                overruns += (TICK - room) as u64;
                 let busy = self.busy.load(Ordering::Acquire) || self.renderer.shared().busy();
                 if pos < self.input.len() || busy {
                     idle_ticks = 0;
@@ -253,6 +257,7 @@ impl Clock {
         }
         Ok(ReplayStats {
             played_s: played as f64 / SAMPLE_RATE as f64,
+            overruns,
         })
     }
 
@@ -308,7 +313,11 @@ mod tests {
         assert_eq!(got[..input.len()], input[..]);
         // Then a short tail of silence once nothing is playing.
         assert!(got[input.len()..].iter().all(|&x| x == 0.0));
-        assert!(got.len() - input.len() <= 32_000, "{} samples of tail", got.len());
+        assert!(
+            got.len() - input.len() <= 32_000,
+            "{} samples of tail",
+            got.len()
+        );
         player.drain(e).unwrap();
         let stats = dev.finish().unwrap();
         assert!((stats.played_s - 0.1).abs() < 1e-9);

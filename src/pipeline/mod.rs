@@ -30,7 +30,7 @@ use anyhow::{Context, Result, anyhow};
 use log::{error, info, warn};
 use serde::Serialize;
 
-use crate::asr::{AsrOptions, Whisper};
+use crate::asr::{AsrOptions, Recognizer};
 use crate::audio::playback::{PlaybackShared, Played, Player};
 use crate::audio::replay::{ReplayDevice, ReplayOptions};
 use crate::audio::{Source, resample, wav};
@@ -105,7 +105,7 @@ pub enum Output {
 
 /// What thinks: the recognizer and the conversation.
 pub struct Brain<'a> {
-    pub whisper: &'a mut Whisper,
+    pub whisper: &'a mut dyn Recognizer,
     pub asr: AsrOptions,
     pub chat: &'a mut Chat,
 }
@@ -186,6 +186,12 @@ pub fn replay(
     let reports = reports?;
     let stats = stats?;
     info!("replay: {:.1} s of speech played", stats.played_s);
+    if stats.overruns > 0 {
+        warn!(
+            "replay: the listener fell behind; {} microphone samples were dropped",
+            stats.overruns
+        );
+    }
     Ok(reports)
 }
 
@@ -281,17 +287,15 @@ pub fn converse(
     let cancel = Cancel::default();
     let (job_tx, jobs) = mpsc::sync_channel::<Job>(2);
     let (speech_tx, speech_rx) = mpsc::sync_channel::<ToSpeech>(16);
-    let Brain {
-        whisper,
-        asr,
-        chat,
-    } = brain;
+    let Brain { whisper, asr, chat } = brain;
 
     std::thread::scope(|scope| -> Result<Vec<TurnReport>> {
         let (c, tx, to_speech) = (cancel.clone(), ev_tx.clone(), speech_tx.clone());
         std::thread::Builder::new()
             .name("edgevox-think".into())
-            .spawn_scoped(scope, move || think(jobs, whisper, &asr, chat, &c, &to_speech, &tx))
+            .spawn_scoped(scope, move || {
+                think(jobs, whisper, &asr, chat, &c, &to_speech, &tx)
+            })
             .context("spawning the thinking thread")?;
         let (c, tx) = (cancel.clone(), ev_tx.clone());
         let earcons = opts.earcons;
@@ -396,55 +400,57 @@ impl Conductor {
 
     fn handle(&mut self, ev: Ev, origin: &Path) -> Result<()> {
         match ev {
-            Ev::Heard(h) => match h.with_context(|| format!("listening to {}", origin.display()))? {
-                Heard::SpeechStart { at_s, detected } => self.interrupt(at_s, detected),
-                Heard::Utterance(u) => {
-                    let turn = self.next_turn;
-                    self.next_turn += 1;
-                    info!(
-                        "turn {turn}: heard {:.2}-{:.2} s ({} ms of speech)",
-                        u.start_s, u.end_s, u.speech_ms
-                    );
-                    self.open.insert(
-                        turn,
-                        Open {
-                            report: TurnReport {
-                                turn,
-                                speech_start_s: u.start_s,
-                                speech_end_s: u.end_s,
-                                transcript: String::new(),
-                                reply: String::new(),
-                                stop: None,
-                                spoken_s: 0.0,
-                                timeline: Timeline::default(),
-                                barge_in: None,
-                                peak_rss_bytes: None,
-                                error: None,
-                                notice: None,
+            Ev::Heard(h) => {
+                match h.with_context(|| format!("listening to {}", origin.display()))? {
+                    Heard::SpeechStart { at_s, detected } => self.interrupt(at_s, detected),
+                    Heard::Utterance(u) => {
+                        let turn = self.next_turn;
+                        self.next_turn += 1;
+                        info!(
+                            "turn {turn}: heard {:.2}-{:.2} s ({} ms of speech)",
+                            u.start_s, u.end_s, u.speech_ms
+                        );
+                        self.open.insert(
+                            turn,
+                            Open {
+                                report: TurnReport {
+                                    turn,
+                                    speech_start_s: u.start_s,
+                                    speech_end_s: u.end_s,
+                                    transcript: String::new(),
+                                    reply: String::new(),
+                                    stop: None,
+                                    spoken_s: 0.0,
+                                    timeline: Timeline::default(),
+                                    barge_in: None,
+                                    peak_rss_bytes: None,
+                                    error: None,
+                                    notice: None,
+                                },
+                                t0: Instant::now(),
+                                replied: false,
+                                spoken: false,
+                                detected: None,
                             },
-                            t0: Instant::now(),
-                            replied: false,
-                            spoken: false,
-                            detected: None,
-                        },
-                    );
-                    self.waiting.push_back(Job {
-                        turn,
-                        samples: u.samples,
-                    });
+                        );
+                        self.waiting.push_back(Job {
+                            turn,
+                            samples: u.samples,
+                        });
+                    }
+                    Heard::End {
+                        samples,
+                        echo_gated,
+                        ..
+                    } => {
+                        info!(
+                            "input ended after {:.1} s; echo guard held back {echo_gated} windows",
+                            samples as f64 / 16_000.0
+                        );
+                        self.ended = true;
+                    }
                 }
-                Heard::End {
-                    samples,
-                    echo_gated,
-                    ..
-                } => {
-                    info!(
-                        "input ended after {:.1} s; echo guard held back {echo_gated} windows",
-                        samples as f64 / 16_000.0
-                    );
-                    self.ended = true;
-                }
-            },
+            }
             Ev::Transcript {
                 turn,
                 text,
@@ -487,7 +493,10 @@ impl Conductor {
             }
             Ev::Audio { turn, at } => {
                 if let Some(o) = self.open.get_mut(&turn) {
-                    o.report.timeline.first_audio_ms.get_or_insert(ms(at - o.t0));
+                    o.report
+                        .timeline
+                        .first_audio_ms
+                        .get_or_insert(ms(at - o.t0));
                 }
             }
             Ev::SpeechFailed { turn, error } => {
@@ -550,7 +559,7 @@ impl Conductor {
 /// to the speaking thread.
 fn think(
     jobs: Receiver<Job>,
-    whisper: &mut Whisper,
+    whisper: &mut dyn Recognizer,
     asr: &AsrOptions,
     chat: &mut Chat,
     cancel: &Cancel,
@@ -841,4 +850,3 @@ fn say(
 fn audio_secs(samples: usize, rate: u32) -> f64 {
     samples as f64 / rate.max(1) as f64
 }
-

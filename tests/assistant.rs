@@ -79,7 +79,7 @@ fn two_questions_in_two_spoken_answers_out() {
         &input,
         &[
             question("capital"),
-            silence(10.0),
+            silence(14.0),
             question("spider"),
             silence(1.0),
         ],
@@ -456,4 +456,36 @@ fn live_without_a_speaker_the_replies_are_printed() {
     assert!(reply.contains("Paris"), "{turn}");
     // The reply went to the terminal instead.
     assert!(e.contains("Paris"), "{e}");
+}
+
+#[test]
+fn live_through_cpal_the_reply_goes_to_the_speaker() {
+    let _one = one_at_a_time();
+    let clip = cache().join("speech/synthetic/capital.wav");
+    let (home, _) = alsa_capture_home("live-null", &clip);
+    // ALSA's `null` device takes whatever it is given (unpaced): this proves the cpal output
+    // path (device format, resampling from the voice's rate, the ring) end to end, not timing.
+    let o = edgevox_with_home(
+        &home,
+        &[
+            "-v",
+            "run",
+            "--device",
+            "edgevox_test",
+            "--speaker",
+            "null",
+            "--buffer-ms",
+            "60000",
+            "--max-turns",
+            "1",
+        ],
+        Duration::from_secs(240),
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("speaker: null:"), "{e}");
+    let turn: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert!(turn["error"].is_null(), "{turn}");
+    assert!(turn["reply"].as_str().unwrap().contains("Paris"), "{turn}");
+    assert!(ms(&turn["spoken_s"]) > 2.0, "{turn}");
 }

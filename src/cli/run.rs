@@ -25,6 +25,10 @@ pub struct TalkArgs {
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
+    /// Penalty on recently used tokens (1 = none). 1.1 keeps the 135M model out of loops
+    /// ("I'm sorry I'm sorry …") that greedy decoding otherwise falls into.
+    #[arg(long, default_value_t = 1.1)]
+    repetition_penalty: f32,
     /// Most tokens per reply.
     #[arg(long, default_value_t = 96)]
     max_tokens: usize,
@@ -49,14 +53,11 @@ pub struct TalkArgs {
 
 impl TalkArgs {
     pub fn chat(&self, llm: &LlmArgs) -> Result<Chat> {
-        let sampling = if self.temperature > 0.0 {
-            SamplingParams {
-                temperature: self.temperature,
-                seed: self.seed,
-                ..SamplingParams::greedy()
-            }
-        } else {
-            SamplingParams::greedy()
+        let sampling = SamplingParams {
+            temperature: self.temperature,
+            seed: self.seed,
+            repetition_penalty: self.repetition_penalty,
+            ..SamplingParams::greedy()
         };
         Chat::new(
             llm.load()?,

@@ -421,50 +421,11 @@ fn a_speaker_that_fails_mid_reply_is_reported_and_the_loop_goes_on() {
     );
 }
 
-#[test]
-fn live_without_a_speaker_the_replies_are_printed() {
-    let _one = one_at_a_time();
+/// `edgevox -v run` live, the microphone being the `edgevox_test` ALSA device playing the
+/// capital question, and `speaker` the output; returns the log and the first turn.
+fn live_run(name: &str, speaker: &str) -> (String, Value) {
     let clip = cache().join("speech/synthetic/capital.wav");
-    let (home, _) = alsa_capture_home("live-nospeaker", &clip);
-    let o = edgevox_with_home(
-        &home,
-        &[
-            "run",
-            "--device",
-            "edgevox_test",
-            "--speaker",
-            "no_such_speaker",
-            "--buffer-ms",
-            "60000",
-            "--max-turns",
-            "1",
-        ],
-        Duration::from_secs(240),
-    );
-    let e = stderr(&o);
-    assert!(o.status.success(), "{e}");
-    assert!(
-        e.contains("no output device named \"no_such_speaker\""),
-        "{e}"
-    );
-    let turn: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
-    assert!(
-        turn["transcript"].as_str().unwrap().contains("capital"),
-        "{turn}"
-    );
-    let reply = turn["reply"].as_str().unwrap();
-    assert!(reply.contains("Paris"), "{turn}");
-    // The reply went to the terminal instead.
-    assert!(e.contains("Paris"), "{e}");
-}
-
-#[test]
-fn live_through_cpal_the_reply_goes_to_the_speaker() {
-    let _one = one_at_a_time();
-    let clip = cache().join("speech/synthetic/capital.wav");
-    let (home, _) = alsa_capture_home("live-null", &clip);
-    // ALSA's `null` device takes whatever it is given (unpaced): this proves the cpal output
-    // path (device format, resampling from the voice's rate, the ring) end to end, not timing.
+    let (home, _) = alsa_capture_home(name, &clip);
     let o = edgevox_with_home(
         &home,
         &[
@@ -473,7 +434,7 @@ fn live_through_cpal_the_reply_goes_to_the_speaker() {
             "--device",
             "edgevox_test",
             "--speaker",
-            "null",
+            speaker,
             "--buffer-ms",
             "60000",
             "--max-turns",
@@ -483,9 +444,35 @@ fn live_through_cpal_the_reply_goes_to_the_speaker() {
     );
     let e = stderr(&o);
     assert!(o.status.success(), "{e}");
-    assert!(e.contains("speaker: null:"), "{e}");
     let turn: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
-    assert!(turn["error"].is_null(), "{turn}");
+    assert!(
+        turn["transcript"].as_str().unwrap().contains("capital"),
+        "{turn}"
+    );
     assert!(turn["reply"].as_str().unwrap().contains("Paris"), "{turn}");
+    (e, turn)
+}
+
+#[test]
+fn live_without_a_speaker_the_replies_are_printed() {
+    let _one = one_at_a_time();
+    let (log, _) = live_run("live-nospeaker", "no_such_speaker");
+    assert!(
+        log.contains("no output device named \"no_such_speaker\""),
+        "{log}"
+    );
+    // The reply went to the terminal instead.
+    assert!(log.contains("replies are printed instead"), "{log}");
+    assert!(log.contains("Paris"), "{log}");
+}
+
+#[test]
+fn live_through_cpal_the_reply_goes_to_the_speaker() {
+    let _one = one_at_a_time();
+    // ALSA's `null` device takes whatever it is given (unpaced): this proves the cpal output
+    // path (device format, resampling from the voice's rate, the ring) end to end, not timing.
+    let (log, turn) = live_run("live-null", "null");
+    assert!(log.contains("speaker: null:"), "{log}");
+    assert!(turn["error"].is_null(), "{turn}");
     assert!(ms(&turn["spoken_s"]) > 2.0, "{turn}");
 }

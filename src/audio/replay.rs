@@ -281,6 +281,19 @@ impl Clock {
 mod tests {
     use super::*;
 
+    /// Everything the microphone gives until it closes.
+    fn hear_all(mic: &mut ReplayMic) -> Vec<f32> {
+        let mut got = Vec::new();
+        let mut buf = [0.0; 700];
+        loop {
+            let n = mic.read(&mut buf).unwrap();
+            if n == 0 {
+                return got;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
     #[test]
     fn feeds_the_input_in_real_time_and_records_what_plays() {
         let dir = tempfile::tempdir().unwrap();
@@ -295,15 +308,7 @@ mod tests {
         let e = player.shared().epoch();
         player.play(&[0.5; 1600], SAMPLE_RATE, e).unwrap();
         let t = Instant::now();
-        let mut got = Vec::new();
-        let mut buf = [0.0; 700];
-        loop {
-            let n = mic.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
+        let got = hear_all(&mut mic);
         // 0.5 s of input at 4x: about 125 ms.
         assert!(
             t.elapsed() >= Duration::from_millis(100),
@@ -335,15 +340,7 @@ mod tests {
         };
         let (dev, mut mic, mut player) = ReplayDevice::start(input, &opts).unwrap();
         player.play(&[0.4; 800], SAMPLE_RATE, 0).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0.0; 512];
-        loop {
-            let n = mic.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
+        let got = hear_all(&mut mic);
         dev.finish().unwrap();
         let peak = got.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!((peak - 0.2).abs() < 1e-6, "echo peak {peak}");

@@ -26,7 +26,7 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 	libclang-dev libasound2-dev espeak-ng
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
-	bench-asr bench-asr-compare bench-e2e clean-models
+	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors
 
 all: build
 
@@ -122,7 +122,16 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
-test: lint test-python test-rust
+# An unknown board, and a board made for another target, must fail the build with a clear
+# message (checked in a target directory of its own, so the main build is not invalidated).
+test-board-errors: deps
+	EDGEVOX_BOARD=no-such-board CARGO_TARGET_DIR=target/board-check $(CARGO) check --release 2>&1 \
+		| grep -q 'unknown board "no-such-board" (EDGEVOX_BOARD): the boards are'
+	EDGEVOX_BOARD=rpi4 CARGO_TARGET_DIR=target/board-check $(CARGO) check --release 2>&1 \
+		| grep -q 'board rpi4 is for aarch64-unknown-linux-gnu, but this build targets'
+	@echo "board errors: an unknown board and a foreign target are refused at build time"
+
+test: lint test-python test-rust test-board-errors
 
 bench: models build
 	$(BIN) bench llm

@@ -9,6 +9,7 @@
 pub mod artefact;
 pub mod asr;
 pub mod audio;
+pub mod board;
 pub mod listen;
 pub mod llm;
 pub mod metrics;

@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 pub(crate) mod hear;
+pub(crate) mod plan;
 mod run;
 mod say;
 
@@ -51,6 +52,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Speak text with espeak-ng into a WAV file (or print its speakable chunks).
     Say(say::SayArgs),
+    /// The memory plan of a board profile (`--measure`: next to what this machine measures).
+    Plan(plan::PlanArgs),
     /// Measure a stage and print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Listen(args) => hear::listen(args),
         Command::Run(args) => run::run(*args),
         Command::Say(args) => say::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -8,10 +8,12 @@ use clap::Args;
 use edgevox::audio::capture::{Capture, CaptureOptions};
 use edgevox::audio::replay::ReplayOptions;
 use edgevox::audio::speaker::Speaker;
+use edgevox::board::Board;
+use edgevox::board::budget::{self, Choice, ModelSizes};
 use edgevox::llm::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, SamplingParams};
 use edgevox::pipeline::{self, Brain, Hearing, LoopOptions, Output, TurnReport};
 use edgevox::tts::{Voice, espeak::Espeak};
-use log::{error, warn};
+use log::{error, info, warn};
 
 use super::LlmArgs;
 use super::hear::{AsrArgs, VadArgs};
@@ -125,6 +127,12 @@ pub struct RunArgs {
     /// Earcons (listening, turn end, error): on by default live, off in replays.
     #[arg(long)]
     earcons: Option<bool>,
+    /// Run as this board (boards/NAME.toml): its plan picks the Whisper variant and context
+    /// (downgrading to fit its budget when the profile allows) and sets the threads, the echo
+    /// ratio and the audio devices. Without it, the options given here are planned against
+    /// the budget of the board this binary was built for.
+    #[arg(long)]
+    board: Option<String>,
     #[command(flatten)]
     talk: TalkArgs,
     #[command(flatten)]
@@ -139,7 +147,51 @@ fn print_turn(turn: &TurnReport) {
     println!("{}", serde_json::to_string(turn).unwrap_or_default());
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(mut args: RunArgs) -> Result<()> {
+    // Plan memory before loading anything.
+    let plan = match args.board.clone() {
+        Some(name) => {
+            let board = Board::named(&name)?;
+            let plan = super::plan::board_plan(&board, &args.vad.vad_model)?;
+            plan.ensure_fits()?;
+            args.asr.whisper_model = plan.choice.whisper.clone();
+            args.asr.asr_threads = board.threads.asr;
+            args.llm.threads = board.threads.llm;
+            args.llm.model_dir = super::cache_dir().join("smollm2").join(&plan.choice.llm);
+            args.talk.context = plan.choice.context;
+            args.talk.echo_ratio = board.audio.echo_ratio;
+            args.device = args.device.or(board.audio.capture.clone());
+            args.speaker = args.speaker.or(board.audio.playback.clone());
+            plan
+        }
+        None => {
+            let board = Board::built_for()?;
+            let sizes = ModelSizes::read(&super::cache_dir(), &args.vad.vad_model)?;
+            let llm = args
+                .llm
+                .model_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let choice = Choice {
+                whisper: args.asr.whisper_model.clone(),
+                llm,
+                context: args.talk.context,
+            };
+            let plan = budget::plan_choice(&board, &sizes, &choice)?;
+            plan.ensure_fits()?;
+            plan
+        }
+    };
+    info!(
+        "plan for {}: peak {:.0} MiB of {:.0} MiB (whisper {}, llm {}, context {})",
+        plan.board,
+        plan.peak_bytes as f64 / 1048576.0,
+        plan.budget_bytes as f64 / 1048576.0,
+        plan.choice.whisper,
+        plan.choice.llm,
+        plan.choice.context
+    );
     let hearing = args.talk.hearing(&args.vad)?;
     let mut whisper = args.asr.load()?;
     let mut chat = args.talk.chat(&args.llm)?;
@@ -153,6 +205,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         max_turns: args.max_turns,
         barge_in: args.talk.barge_in(),
         busy: None,
+        budget_bytes: Some(plan.budget_bytes),
     };
     let reports = if let Some(input) = &args.input {
         let replay = ReplayOptions {

@@ -49,13 +49,17 @@ pub const NOTICE_FAILED: &str = "Sorry, something went wrong.";
 /// Pause after each spoken chunk, in seconds.
 const CHUNK_GAP_S: f32 = 0.15;
 
-/// Milliseconds after the endpointer delivered the utterance (the end of speech).
+/// Milliseconds after the endpointer delivered the utterance (the end of speech), and the
+/// process's peak RSS when each stage finished.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timeline {
     pub transcript_ready_ms: f64,
     pub first_token_ms: Option<f64>,
     pub first_audio_ms: Option<f64>,
     pub turn_done_ms: f64,
+    pub peak_rss_after_asr: Option<u64>,
+    pub peak_rss_after_llm: Option<u64>,
+    pub peak_rss_after_speech: Option<u64>,
 }
 
 /// How an interruption went.
@@ -63,8 +67,8 @@ pub struct Timeline {
 pub struct BargeIn {
     /// Where the interrupting speech began in the input, in seconds.
     pub speech_at_s: f64,
-    /// From the speech start being detected to the device dropping the reply's audio; `None`
-    /// when nothing was playing.
+    /// From the speech start being detected to the device having dropped the reply's queued
+    /// audio (silent); `None` without a speaker.
     pub playback_stopped_ms: Option<f64>,
     /// From detection to the model stopping; `None` when it had already finished.
     pub generation_stopped_ms: Option<f64>,
@@ -86,6 +90,8 @@ pub struct TurnReport {
     /// Set when the user spoke over this turn.
     pub barge_in: Option<BargeIn>,
     pub peak_rss_bytes: Option<u64>,
+    /// The peak went over the board's budget.
+    pub over_budget: bool,
     /// What went wrong in this turn, if anything (the loop goes on).
     pub error: Option<String>,
     /// What the user was told about it.
@@ -120,6 +126,8 @@ pub struct LoopOptions {
     pub barge_in: bool,
     /// Set while a turn is open (a replay keeps its microphone open meanwhile).
     pub busy: Option<Arc<AtomicBool>>,
+    /// The board's memory budget: a turn whose peak RSS goes over it is logged loudly.
+    pub budget_bytes: Option<u64>,
 }
 
 impl Default for LoopOptions {
@@ -129,6 +137,7 @@ impl Default for LoopOptions {
             max_turns: None,
             barge_in: true,
             busy: None,
+            budget_bytes: None,
         }
     }
 }
@@ -318,6 +327,7 @@ pub fn converse(
             playback,
             barge_in: opts.barge_in,
             busy: opts.busy.clone(),
+            budget_bytes: opts.budget_bytes,
         };
         let result = conductor.run(&events, &job_tx, origin, opts.max_turns, &mut on_turn);
         // Closing the job queue ends the thinking thread, which ends the speaking thread.
@@ -344,6 +354,7 @@ struct Conductor {
     playback: Option<Arc<PlaybackShared>>,
     barge_in: bool,
     busy: Option<Arc<AtomicBool>>,
+    budget_bytes: Option<u64>,
 }
 
 impl Conductor {
@@ -385,6 +396,17 @@ impl Conductor {
                 }
                 let mut o = entry.remove();
                 o.report.peak_rss_bytes = peak_rss_bytes();
+                if let (Some(peak), Some(budget)) = (o.report.peak_rss_bytes, self.budget_bytes)
+                    && peak > budget
+                {
+                    error!(
+                        "turn {}: OVER BUDGET: peak RSS {:.0} MiB, the board's budget is {:.0} MiB",
+                        o.report.turn,
+                        peak as f64 / 1048576.0,
+                        budget as f64 / 1048576.0
+                    );
+                    o.report.over_budget = true;
+                }
                 info!(
                     "turn {}: {:?} -> {:?}",
                     o.report.turn, o.report.transcript, o.report.reply
@@ -424,6 +446,7 @@ impl Conductor {
                                     timeline: Timeline::default(),
                                     barge_in: None,
                                     peak_rss_bytes: None,
+                                    over_budget: false,
                                     error: None,
                                     notice: None,
                                 },
@@ -460,6 +483,7 @@ impl Conductor {
                 if let Some(o) = self.open.get_mut(&turn) {
                     o.report.transcript = text;
                     o.report.timeline.transcript_ready_ms = ms(at - o.t0);
+                    o.report.timeline.peak_rss_after_asr = peak_rss_bytes();
                     if let Some(e) = error {
                         o.report.error.get_or_insert(e);
                     }
@@ -480,6 +504,7 @@ impl Conductor {
             } => {
                 if let Some(o) = self.open.get_mut(&turn) {
                     o.replied = true;
+                    o.report.timeline.peak_rss_after_llm = peak_rss_bytes();
                     o.report.reply = text;
                     o.report.stop = stop;
                     o.report.notice = notice;
@@ -508,6 +533,7 @@ impl Conductor {
             Ev::Spoken { turn, at, played_s } => {
                 if let Some(o) = self.open.get_mut(&turn) {
                     o.spoken = true;
+                    o.report.timeline.peak_rss_after_speech = peak_rss_bytes();
                     o.report.spoken_s = played_s;
                     o.report.timeline.turn_done_ms = ms(at - o.t0);
                 }
@@ -531,15 +557,14 @@ impl Conductor {
             return;
         };
         self.cancel.upto(last);
-        let playback_stopped_ms = self.playback.as_ref().and_then(|p| {
-            let playing = p.busy();
+        let playback_stopped_ms = self.playback.as_ref().map(|p| {
             p.stop();
             // Wait (briefly) for the device to drop the queued audio.
             let deadline = Instant::now() + Duration::from_millis(500);
             while !p.stopped() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            playing.then(|| ms(detected.elapsed()))
+            ms(detected.elapsed())
         });
         for t in busy {
             if let Some(o) = self.open.get_mut(&t) {

@@ -1,0 +1,109 @@
+//! Boards and budgets with the real models: the plan of every profile, the refusal of a board
+//! that cannot fit, the downgrade of one that fits only with smaller variants, and the plan
+//! checked against resident memory measured on this machine with the profile's models.
+
+mod common;
+
+use std::process::Command;
+
+use common::{cache, stderr, stdout};
+use serde_json::Value;
+
+fn edgevox(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edgevox"))
+        .args(args)
+        .env("EDGEVOX_CACHE", cache())
+        .output()
+        .unwrap()
+}
+
+fn plan(board: &str, measure: bool) -> Value {
+    let mut args = vec!["plan", "--board", board, "--json"];
+    if measure {
+        args.push("--measure");
+    }
+    let o = edgevox(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn every_board_is_planned_and_the_zero_is_refused_with_the_numbers() {
+    let all = plan("all", false);
+    let all = all.as_array().unwrap();
+    assert!(all.len() >= 5);
+    let by_name = |n: &str| {
+        &all.iter()
+            .find(|p| p["plan"]["board"] == n)
+            .unwrap_or_else(|| panic!("{n} missing"))["plan"]
+    };
+    for b in ["rpi4", "rpi5", "x86_64"] {
+        let p = by_name(b);
+        assert_eq!(p["fits"], true, "{p}");
+        assert!(p["downgraded_from"].is_null(), "{p}");
+        assert!(p["peak_bytes"].as_u64() <= p["budget_bytes"].as_u64());
+    }
+    // The glasses fit only with the smaller Whisper.
+    let g = by_name("glasses-1g");
+    assert_eq!(g["fits"], true, "{g}");
+    assert_eq!(g["downgraded_from"]["whisper"], "q8_0", "{g}");
+    assert_eq!(g["choice"]["whisper"], "q5_1", "{g}");
+    // The Zero 2 W does not fit even at its smallest: refused before anything loads.
+    let z = by_name("rpi-zero-2w");
+    assert_eq!(z["fits"], false, "{z}");
+    let o = edgevox(&[
+        "run",
+        "--board",
+        "rpi-zero-2w",
+        "--input",
+        cache()
+            .join("speech/synthetic/capital.wav")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    let needs = format!("needs {:.0} MiB", z["peak_bytes"].as_f64().unwrap() / MIB);
+    assert!(e.contains(&needs) && e.contains("budget is 360 MiB"), "{e}");
+    assert!(
+        !e.contains("whisper_model_load"),
+        "something was loaded: {e}"
+    );
+
+    let o = edgevox(&["plan", "--board", "no-such-board"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown board \"no-such-board\""));
+}
+
+/// The plan must never be under what this machine measures with the profile's models, and
+/// at most 20% over it (it is deliberately conservative).
+fn check_against_measured(board: &str) {
+    let v = plan(board, true);
+    let planned = v["plan"]["peak_bytes"].as_f64().unwrap();
+    let measured = v["measured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["peak_rss_bytes"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let ratio = planned / measured;
+    assert!(
+        (1.0..=1.2).contains(&ratio),
+        "{board}: planned {:.1} MiB, measured {:.1} MiB (ratio {ratio:.3})",
+        planned / MIB,
+        measured / MIB
+    );
+    assert!(measured <= v["plan"]["budget_bytes"].as_f64().unwrap());
+}
+
+#[test]
+fn the_plan_holds_against_measured_memory_for_the_glasses() {
+    check_against_measured("glasses-1g");
+}
+
+#[test]
+fn the_plan_holds_against_measured_memory_for_the_dev_board() {
+    check_against_measured("x86_64");
+}

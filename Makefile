@@ -26,7 +26,7 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 	libclang-dev libasound2-dev espeak-ng
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
-	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors
+	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors cross cross-deps
 
 all: build
 
@@ -121,6 +121,39 @@ test-rust: models $(LLM_F32)/llm.json refs
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+
+# Cross builds for a board: `make cross BOARD=rpi4` builds target/cross/<triple>/release/edgevox
+# with Debian's cross toolchain (rustc-web ships the aarch64 standard library; see
+# ../shared/docs/cross-aarch64.md). whisper.cpp is built for the board's CPU, not this one's.
+BOARD ?= rpi4
+BOARD_FILE := boards/$(BOARD).toml
+CROSS_TRIPLE = $(shell sed -n 's/^target *= *"\(.*\)"/\1/p' $(BOARD_FILE))
+CROSS_CPU = $(shell sed -n 's/^target_cpu *= *"\(.*\)"/\1/p' $(BOARD_FILE))
+CROSS_ARM_ARCH = $(shell grep -q dotprod $(BOARD_FILE) && echo armv8.2-a+dotprod || echo armv8-a)
+CROSS_PACKAGES := rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
+	g++-aarch64-linux-gnu qemu-user-static libasound2-dev:arm64
+
+cross-deps: $(CACHE)/.cross-deps
+$(CACHE)/.cross-deps: | deps
+	@SUDO=$$([ $$(id -u) -eq 0 ] || echo sudo); \
+	dpkg --print-foreign-architectures | grep -qx arm64 || $$SUDO dpkg --add-architecture arm64; \
+	missing=""; for p in $(CROSS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	@touch $@
+
+cross: cross-deps
+	@test -f $(BOARD_FILE) || { echo "cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
+	EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/cross \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+	PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH=/usr/lib/aarch64-linux-gnu/pkgconfig \
+	GGML_NATIVE=OFF GGML_CPU_ARM_ARCH=$(CROSS_ARM_ARCH) CMAKE_SYSTEM_NAME=Linux CMAKE_SYSTEM_PROCESSOR=aarch64 \
+	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=/usr/aarch64-linux-gnu" \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU)" \
+	/usr/bin/cargo build --release --target $(CROSS_TRIPLE) --bin edgevox
+	@ls -l target/cross/$(CROSS_TRIPLE)/release/edgevox
 
 # An unknown board, and a board made for another target, must fail the build with a clear
 # message (checked in a target directory of its own, so the main build is not invalidated).

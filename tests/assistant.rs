@@ -205,10 +205,10 @@ fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let cut = ms(&t1["spoken_s"]);
     assert!(cut < 3.0, "first reply played {cut} s");
 
-    assert!(
-        t2["transcript"].as_str().unwrap().contains("spider"),
-        "{t2}"
-    );
+    // The first words of the question may overlap the reply's echo until it stops.
+    let heard = t2["transcript"].as_str().unwrap();
+    let rate = wer::wer("How many legs does a spider have?", heard);
+    assert!(rate <= 0.5, "heard {heard:?} (WER {rate:.2})");
     assert!(t2["barge_in"].is_null() && t2["error"].is_null(), "{t2}");
     assert!(ms(&t2["spoken_s"]) > 2.0, "{t2}");
     let (_, info) = wav::read_16k_mono(&reply).unwrap();

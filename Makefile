@@ -11,6 +11,7 @@ CARGO ?= cargo
 GGUF := $(CACHE)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 LLM_Q4 := $(CACHE)/smollm2/q4
 LLM_F32 := $(CACHE)/smollm2/f32
+TINY_LLM := $(CACHE)/tiny-llm
 REFS := $(CACHE)/refs
 WHISPER := $(CACHE)/whisper
 VAD_MODEL := $(CACHE)/vad/silero_vad_op18_ifless.onnx
@@ -26,7 +27,8 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 	libclang-dev libasound2-dev espeak-ng
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
-	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors cross cross-deps
+	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors cross cross-deps \
+	test-cross tiny-llm
 
 all: build
 
@@ -83,6 +85,12 @@ $(LLM_Q4)/llm.json: $(GGUF) models/export_llm.py
 $(LLM_F32)/llm.json: $(GGUF) models/export_llm.py
 	$(PY) models/export_llm.py $(GGUF) $(LLM_F32) --variant f32
 
+# A tiny random Llama through the same exporter, with a numpy reference: the unit tests'
+# model (native and under qemu-aarch64).
+tiny-llm: $(TINY_LLM)/llm.json
+$(TINY_LLM)/llm.json: models/tiny_llm.py models/export_llm.py $(VENV)/.stamp
+	cd models && $(PY) tiny_llm.py $(TINY_LLM)
+
 # --- references for the fidelity tests --------------------------------------------------------
 refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json $(REFS)/vad_beckett.json
 
@@ -115,7 +123,7 @@ demo: models build
 test-python: $(VENV)/.stamp $(GGUF)
 	cd models && $(PY) -m pytest -q tests
 
-test-rust: models $(LLM_F32)/llm.json refs
+test-rust: models $(LLM_F32)/llm.json $(TINY_LLM)/llm.json refs
 	$(CARGO) test --release
 
 lint: deps
@@ -130,8 +138,13 @@ BOARD_FILE := boards/$(BOARD).toml
 CROSS_TRIPLE = $(shell sed -n 's/^target *= *"\(.*\)"/\1/p' $(BOARD_FILE))
 CROSS_CPU = $(shell sed -n 's/^target_cpu *= *"\(.*\)"/\1/p' $(BOARD_FILE))
 CROSS_ARM_ARCH = $(shell grep -q dotprod $(BOARD_FILE) && echo armv8.2-a+dotprod || echo armv8-a)
+# qemu emulates the board's core where it knows it (so tract picks the kernels the board gets:
+# its default "max" CPU has SVE, which no board here has); the A55 is emulated by the A76,
+# the nearest core qemu 7.2 has with dotprod and fp16.
+QEMU_CPU = $(shell cpu=$(CROSS_CPU); qemu-aarch64-static -cpu help 2>/dev/null | grep -qw "$$cpu" \
+	&& echo $$cpu || echo cortex-a76)
 CROSS_PACKAGES := rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
-	g++-aarch64-linux-gnu qemu-user-static libasound2-dev:arm64
+	g++-aarch64-linux-gnu qemu-user-static libasound2-dev:arm64 libc6:arm64
 
 cross-deps: $(CACHE)/.cross-deps
 $(CACHE)/.cross-deps: | deps
@@ -143,17 +156,31 @@ $(CACHE)/.cross-deps: | deps
 	fi
 	@touch $@
 
-cross: cross-deps
-	@test -f $(BOARD_FILE) || { echo "cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
-	EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/cross \
+# The environment of every aarch64 cargo call: Debian's rustc-web (it has the arm64 standard
+# library), the cross C/C++ compilers for whisper.cpp and tract's assembly, ALSA's arm64 .pc.
+CROSS_ENV = EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/cross \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
 	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
 	PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH=/usr/lib/aarch64-linux-gnu/pkgconfig \
 	GGML_NATIVE=OFF GGML_CPU_ARM_ARCH=$(CROSS_ARM_ARCH) CMAKE_SYSTEM_NAME=Linux CMAKE_SYSTEM_PROCESSOR=aarch64 \
 	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=/usr/aarch64-linux-gnu" \
-	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU)" \
-	/usr/bin/cargo build --release --target $(CROSS_TRIPLE) --bin edgevox
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU)"
+
+cross: cross-deps
+	@test -f $(BOARD_FILE) || { echo "cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
+	$(CROSS_ENV) /usr/bin/cargo build --release --target $(CROSS_TRIPLE) --bin edgevox
 	@ls -l target/cross/$(CROSS_TRIPLE)/release/edgevox
+
+# The library's unit tests built for the board and run under qemu-aarch64 (the runner in
+# .cargo/config.toml), the tiny synthetic LLM included: correctness on arm64, NEON paths taken.
+test-cross: cross-deps $(TINY_LLM)/llm.json
+	@test -f $(BOARD_FILE) || { echo "test-cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
+	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
+		-- --nocapture --test-threads 2 2>&1 | tee target/cross/test-$(BOARD).log
+	@grep -q '^tract matmul kernels: \["arm64' target/cross/test-$(BOARD).log
+	@grep -q '^test result: ok' target/cross/test-$(BOARD).log
+	@echo "test-cross: $(BOARD) library tests passed under qemu-aarch64 -cpu $(QEMU_CPU);" \
+		"tract's kernels: $$(sed -n 's/^tract matmul kernels: //p' target/cross/test-$(BOARD).log)"
 
 # An unknown board, and a board made for another target, must fail the build with a clear
 # message (checked in a target directory of its own, so the main build is not invalidated).
@@ -164,7 +191,7 @@ test-board-errors: deps
 		| grep -q 'board rpi4 is for aarch64-unknown-linux-gnu, but this build targets'
 	@echo "board errors: an unknown board and a foreign target are refused at build time"
 
-test: lint test-python test-rust test-board-errors
+test: lint test-python test-rust test-board-errors test-cross
 
 bench: models build
 	$(BIN) bench llm

@@ -420,22 +420,31 @@ def export(gguf_path: Path, out_dir: Path, variant: str = "q4") -> dict:
     if eos not in stop_ids:
         stop_ids.append(eos)
 
+    meta = {
+        "source": {"file": gguf_path.name, "sha256": sha256_of(gguf_path)},
+        "bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id")),
+        "stop_ids": stop_ids,
+        "chat": chat_template_pieces(reader),
+    }
+    return write_export(out_dir, cfg, tensors, build_tokenizer(reader), meta, variant)
+
+
+def write_export(out_dir: Path, cfg: LlamaConfig, tensors: dict[str, np.ndarray], tokenizer: dict,
+                 meta: dict, variant: str) -> dict:
+    """Writes model.onnx, tokenizer.json and llm.json (meta gives source, bos_id, stop_ids, chat)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"export: building {variant} graph ({cfg.n_layers} layers)", flush=True)
     model = build_model(cfg, tensors, variant)
     onnx_path = out_dir / "model.onnx"
     onnx.save(model, onnx_path)
     tok_path = out_dir / "tokenizer.json"
-    tok_path.write_text(json.dumps(build_tokenizer(reader), ensure_ascii=False))
+    tok_path.write_text(json.dumps(tokenizer, ensure_ascii=False))
 
     meta = {
         "format": 1,
         "variant": variant,
-        "source": {"file": gguf_path.name, "sha256": sha256_of(gguf_path)},
         "config": asdict(cfg),
-        "bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id")),
-        "stop_ids": stop_ids,
-        "chat": chat_template_pieces(reader),
+        **meta,
         "files": {
             p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in (onnx_path, tok_path)
         },

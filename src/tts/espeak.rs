@@ -50,20 +50,30 @@ impl Voice for Espeak {
                     self.program
                 )
             })?;
-        child
+        let written = child
             .stdin
             .take()
             .context("espeak-ng stdin")?
-            .write_all(text.as_bytes())
-            .context("writing to espeak-ng")?;
+            .write_all(text.as_bytes());
         let out = child.wait_with_output().context("waiting for espeak-ng")?;
+        // Exit status 127 with nothing read: the program never started (where exec failures
+        // reach the parent late, as under qemu-user, spawn() succeeds regardless).
+        if written.is_err() || out.status.code() == Some(127) {
+            bail!(
+                "{} exited ({}) without reading the text{}: is it installed? \
+                 (apt-get install espeak-ng)",
+                self.program,
+                out.status,
+                stderr_note(&out.stderr)
+            );
+        }
         if !out.status.success() {
             bail!(
-                "{} -v {} failed ({}): {}",
+                "{} -v {} failed ({}){}",
                 self.program,
                 self.voice,
                 out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                stderr_note(&out.stderr)
             );
         }
         parse_stream_wav(&out.stdout).context("reading espeak-ng's output")
@@ -71,6 +81,14 @@ impl Voice for Espeak {
 
     fn name(&self) -> String {
         format!("espeak-ng {} {} wpm", self.voice, self.speed)
+    }
+}
+
+fn stderr_note(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    match text.trim() {
+        "" => String::new(),
+        t => format!(": {t}"),
     }
 }
 

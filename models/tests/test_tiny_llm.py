@@ -1,0 +1,30 @@
+"""The tiny synthetic Llama the Rust unit tests use: its numpy reference must agree with ONNX
+Runtime running the exported graph, so a Rust failure points at tract, not at the reference."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_llm  # noqa: E402
+from reference import OrtLlm  # noqa: E402
+
+
+def test_reference_agrees_with_onnx_runtime(tmp_path):
+    ref = tiny_llm.build(tmp_path)
+    meta = json.loads((tmp_path / "llm.json").read_text())
+    assert meta["config"]["vocab"] == 259 and meta["stop_ids"] == [257, 258]
+    assert (tmp_path / "model.onnx").stat().st_size < 200_000
+    llm = OrtLlm(tmp_path, threads=1)
+    first, greedy = llm.greedy(ref["prompt_ids"], len(ref["greedy"]))
+    assert np.max(np.abs(first - np.array(ref["step_logits"][0]))) < 1e-4
+    assert greedy == ref["greedy"]
+    # Not a degenerate model: the continuation is not one token repeated.
+    assert len(set(greedy)) > 3
+
+
+def test_byte_tokenizer_ids():
+    assert tiny_llm.encode("<|im_start|>hé<|im_end|>") == [256, ord("h"), 0xC3, 0xA9, 257]
+    tok, vocab = tiny_llm.byte_tokenizer()
+    assert len(tok["model"]["vocab"]) == 259 and sorted(vocab.values()) == list(range(256))

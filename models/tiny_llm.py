@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""A tiny synthetic Llama for the runtime's unit tests (they run under qemu-aarch64 too).
+
+    python3 models/tiny_llm.py OUT_DIR [--seed N]
+
+Random weights in GGUF layout go through the real exporter (`export_llm.write_export`, q4
+variant: MatMulNBits, GatherBlockQuantized, RoPE, grouped attention, KV cache), with a
+byte-level tokenizer (one token per byte plus ChatML's three special tokens). Next to the
+model it writes `reference.json`: a plain numpy forward pass (float64, the same 4-bit
+weights) giving the prompt's token ids, a greedy continuation and the logits at
+every step of it, so the Rust side checks tract's execution against arithmetic done elsewhere.
+A few hundred KiB; generated in a second, never committed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import export_llm as ex
+from convert_whisper import byte_decoder
+from fetch import sha256_of
+
+CONFIG = ex.LlamaConfig(
+    n_layers=2, hidden=64, ffn=128, n_heads=4, n_kv_heads=2, head_dim=16,
+    vocab=256 + 3, context_length=128, rope_base=10000.0, rms_eps=1e-5,
+)
+SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+GREEDY_STEPS = 12
+
+
+def random_tensors(cfg: ex.LlamaConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """GGUF-named tensors, scaled so activations stay near unit size through the layers."""
+    def mat(rows, cols):
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    def norm(n):
+        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    kv = cfg.n_kv_heads * cfg.head_dim
+    t = {"token_embd.weight": (0.2 * rng.standard_normal((cfg.vocab, cfg.hidden))).astype(np.float32),
+         "output_norm.weight": norm(cfg.hidden)}
+    for i in range(cfg.n_layers):
+        p = f"blk.{i}."
+        t.update({
+            p + "attn_norm.weight": norm(cfg.hidden), p + "ffn_norm.weight": norm(cfg.hidden),
+            p + "attn_q.weight": mat(cfg.hidden, cfg.hidden), p + "attn_k.weight": mat(kv, cfg.hidden),
+            p + "attn_v.weight": mat(kv, cfg.hidden), p + "attn_output.weight": mat(cfg.hidden, cfg.hidden),
+            p + "ffn_gate.weight": mat(cfg.ffn, cfg.hidden), p + "ffn_up.weight": mat(cfg.ffn, cfg.hidden),
+            p + "ffn_down.weight": mat(cfg.hidden, cfg.ffn),
+        })
+    ex.check_tensors(cfg, t)
+    return t
+
+
+def byte_tokenizer() -> tuple[dict, dict[int, int]]:
+    """A byte-level BPE without merges: token id b is byte b; specials follow."""
+    chars = {b: c for c, b in byte_decoder().items()}
+    vocab = {chars[b]: b for b in range(256)}
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [
+            {"id": 256 + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True} for i, s in enumerate(SPECIALS)
+        ],
+        "normalizer": None,
+        "pre_tokenizer": ex.PRE_TOKENIZERS["gpt-2"],
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+            "vocab": {**vocab, **{s: 256 + i for i, s in enumerate(SPECIALS)}},
+            "merges": [],
+        },
+    }
+    return tokenizer, vocab
+
+
+def encode(text: str) -> list[int]:
+    """The ids the tokenizer above gives `text`: specials whole, everything else byte by byte."""
+    ids: list[int] = []
+    rest = text
+    while rest:
+        hit = next((s for s in SPECIALS if rest.startswith(s)), None)
+        if hit:
+            ids.append(256 + SPECIALS.index(hit))
+            rest = rest[len(hit):]
+        else:
+            ids.extend(rest[0].encode())
+            rest = rest[1:]
+    return ids
+
+
+# --------------------------------------------------------------------------------------------
+# The reference forward pass (numpy, float64), written from the Llama equations, not the graph.
+
+
+def quantized(w: np.ndarray) -> np.ndarray:
+    return ex.dequantize_q4_0(*ex.quantize_q4_0(w)).astype(np.float64)
+
+
+def rms_norm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def rope(x, positions, cfg):
+    """x [heads, seq, D], rotate-half layout."""
+    half = cfg.head_dim // 2
+    inv = 1.0 / cfg.rope_base ** (np.arange(half) * 2 / cfg.head_dim)
+    ang = np.asarray(positions)[:, None] * inv[None, :]
+    cos, sin = np.cos(ang), np.sin(ang)
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+
+
+def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
+    """Logits of the last position for the whole sequence `ids`."""
+    D, H, KV = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+    emb = quantized(t["token_embd.weight"])
+    h = emb[ids]
+    S = len(ids)
+    mask = np.triu(np.full((S, S), -np.inf), k=1)
+    for i in range(cfg.n_layers):
+        p = f"blk.{i}."
+        lin = lambda x, name, f=None: x @ quantized(f(t[p + name]) if f else t[p + name]).T
+        x = rms_norm(h, t[p + "attn_norm.weight"], cfg.rms_eps)
+        q = lin(x, "attn_q.weight", lambda w: ex.unpermute_qk(w, H)).reshape(S, H, D).transpose(1, 0, 2)
+        k = lin(x, "attn_k.weight", lambda w: ex.unpermute_qk(w, KV)).reshape(S, KV, D).transpose(1, 0, 2)
+        v = lin(x, "attn_v.weight").reshape(S, KV, D).transpose(1, 0, 2)
+        q, k = rope(q, range(S), cfg), rope(k, range(S), cfg)
+        out = np.empty((H, S, D))
+        for head in range(H):
+            kv = head // (H // KV)
+            s = q[head] @ k[kv].T / np.sqrt(D) + mask
+            s = np.exp(s - s.max(axis=-1, keepdims=True))
+            out[head] = (s / s.sum(axis=-1, keepdims=True)) @ v[kv]
+        h = h + lin(out.transpose(1, 0, 2).reshape(S, H * D), "attn_output.weight")
+        x = rms_norm(h, t[p + "ffn_norm.weight"], cfg.rms_eps)
+        gate, up = lin(x, "ffn_gate.weight"), lin(x, "ffn_up.weight")
+        h = h + lin(gate / (1 + np.exp(-gate)) * up, "ffn_down.weight")
+    x = rms_norm(h[-1], t["output_norm.weight"], cfg.rms_eps)
+    return x @ emb.T
+
+
+def build(out_dir: Path, seed: int = 8) -> dict:
+    rng = np.random.default_rng(seed)
+    cfg = CONFIG
+    tensors = random_tensors(cfg, rng)
+    tokenizer, _ = byte_tokenizer()
+    chat = {
+        "system": {"prefix": "<|im_start|>system\n", "suffix": "<|im_end|>\n"},
+        "user": {"prefix": "<|im_start|>user\n", "suffix": "<|im_end|>\n"},
+        "assistant": {"prefix": "<|im_start|>assistant\n", "suffix": "<|im_end|>\n"},
+        "generation_prompt": "<|im_start|>assistant\n",
+    }
+    meta = {"source": {"file": f"synthetic seed {seed}", "sha256": ""},
+            "bos_id": 256, "stop_ids": [257, 258], "chat": chat}
+    ex.write_export(out_dir, cfg, tensors, tokenizer, meta, "q4")
+
+    ids = encode(PROMPT)
+    seq, steps = list(ids), []
+    for _ in range(GREEDY_STEPS):
+        logits = forward(cfg, tensors, seq)
+        steps.append([round(float(v), 6) for v in logits])
+        seq.append(int(np.argmax(logits)))
+    ref = {
+        "prompt": PROMPT, "prompt_ids": ids,
+        "greedy": seq[len(ids):],
+        "step_logits": steps,  # step 0: after the prompt; step i: after greedy[..i]
+        "model_sha256": sha256_of(out_dir / "model.onnx"),
+    }
+    (out_dir / "reference.json").write_text(json.dumps(ref))
+    return ref
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--seed", type=int, default=8)
+    args = ap.parse_args(argv)
+    ref = build(args.out_dir, args.seed)
+    print(f"tiny-llm: {args.out_dir} ({len(ref['prompt_ids'])}-token prompt, greedy {ref['greedy']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,5 +14,6 @@ pub mod listen;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;
+pub mod simd;
 pub mod tts;
 pub mod vad;

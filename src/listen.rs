@@ -41,7 +41,7 @@ impl EchoGuard {
         if reference < Self::QUIET {
             return false;
         }
-        let mic = window.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let mic = crate::simd::peak_abs(window);
         mic < self.ratio * reference
     }
 }

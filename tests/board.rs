@@ -107,3 +107,27 @@ fn the_plan_holds_against_measured_memory_for_the_glasses() {
 fn the_plan_holds_against_measured_memory_for_the_dev_board() {
     check_against_measured("x86_64");
 }
+
+#[test]
+fn bench_kernels_reports_both_paths_for_every_kernel() {
+    let o = edgevox(&["bench", "kernels", "--runs", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let want = if cfg!(target_arch = "aarch64") {
+        "neon"
+    } else {
+        "portable"
+    };
+    assert_eq!(v["implementation"], want);
+    let names: Vec<&str> = v["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["argmax", "peak_abs", "sum_squares", "i16_to_f32"]);
+    for k in v["kernels"].as_array().unwrap() {
+        assert!(k["ns_per_call"].as_f64().unwrap() > 0.0, "{k}");
+        assert!(k["portable_ns_per_call"].as_f64().unwrap() > 0.0, "{k}");
+    }
+}

@@ -281,16 +281,13 @@ impl Renderer {
             shared.flush.store(false, Ordering::Release);
         }
         let n = self.consumer.slots().min(out.len());
-        let mut peak = 0.0f32;
         if let Ok(chunk) = self.consumer.read_chunk(n) {
             let (a, b) = chunk.as_slices();
             out[..a.len()].copy_from_slice(a);
             out[a.len()..n].copy_from_slice(b);
             chunk.commit_all();
         }
-        for s in &out[..n] {
-            peak = peak.max(s.abs());
-        }
+        let peak = crate::simd::peak_abs(&out[..n]);
         out[n..].iter_mut().for_each(|s| *s = 0.0);
         shared.played.fetch_add(n as u64, Ordering::Relaxed);
         shared.consumed.fetch_add(n as u64, Ordering::AcqRel);

@@ -21,6 +21,16 @@ pub enum BenchCommand {
     /// The whole assistant replayed on the spoken questions: latency from end of speech to
     /// transcript, first token and first audio (medians), peak RSS.
     E2e(Box<E2eBenchArgs>),
+    /// edgevox's own inner loops (argmax over the logits, block peak, window energy, PCM
+    /// conversion): this build's path (NEON on aarch64) against the portable loops.
+    Kernels(KernelBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KernelBenchArgs {
+    /// Timed batches per kernel and path (the median is reported).
+    #[arg(long, default_value_t = 21)]
+    runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -102,7 +112,88 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        BenchCommand::Kernels(args) => {
+            println!("{}", serde_json::to_string_pretty(&bench_kernels(&args))?);
+            Ok(())
+        }
     }
+}
+
+/// Median nanoseconds per call of `f` over `runs` batches of `batch` calls.
+fn ns_per_call(runs: usize, batch: usize, mut f: impl FnMut()) -> f64 {
+    let times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / batch as f64
+        })
+        .collect();
+    median(&times).unwrap_or(0.0)
+}
+
+fn bench_kernels(args: &KernelBenchArgs) -> Value {
+    use edgevox::simd::{self, portable};
+    use std::hint::black_box;
+    // Real sizes: SmolLM2's vocabulary, a 10 ms block at 48 kHz, a Silero/energy window, a
+    // second of 22.05 kHz speech from espeak-ng.
+    let logits: Vec<f32> = (0..49_152)
+        .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
+        .collect();
+    let block: Vec<f32> = (0..480).map(|i| (i as f32 * 0.05).sin() * 0.4).collect();
+    let window: Vec<f32> = (0..512).map(|i| (i as f32 * 0.11).sin() * 0.2).collect();
+    let pcm: Vec<i16> = (0..22_050)
+        .map(|i| ((i * 31) % 65536 - 32768) as i16)
+        .collect();
+    let mut out = vec![0.0f32; pcm.len()];
+    let r = args.runs;
+    let mut rows = Vec::new();
+    let mut row = |name: &str, size: usize, fast: f64, slow: f64| {
+        rows.push(json!({
+            "kernel": name, "size": size, "ns_per_call": fast, "portable_ns_per_call": slow,
+            "speedup": slow / fast.max(1e-9),
+        }));
+    };
+    row(
+        "argmax",
+        logits.len(),
+        ns_per_call(r, 20, || {
+            black_box(simd::argmax(black_box(&logits)));
+        }),
+        ns_per_call(r, 20, || {
+            black_box(portable::argmax(black_box(&logits)));
+        }),
+    );
+    row(
+        "peak_abs",
+        block.len(),
+        ns_per_call(r, 2000, || {
+            black_box(simd::peak_abs(black_box(&block)));
+        }),
+        ns_per_call(r, 2000, || {
+            black_box(portable::peak_abs(black_box(&block)));
+        }),
+    );
+    row(
+        "sum_squares",
+        window.len(),
+        ns_per_call(r, 2000, || {
+            black_box(simd::sum_squares(black_box(&window)));
+        }),
+        ns_per_call(r, 2000, || {
+            black_box(portable::sum_squares(black_box(&window)));
+        }),
+    );
+    let fast = ns_per_call(r, 50, || simd::i16_to_f32(black_box(&pcm), &mut out));
+    let slow = ns_per_call(r, 50, || portable::i16_to_f32(black_box(&pcm), &mut out));
+    row("i16_to_f32", pcm.len(), fast, slow);
+    json!({
+        "implementation": simd::implementation(),
+        "arch": std::env::consts::ARCH,
+        "runs": r,
+        "kernels": rows,
+    })
 }
 
 const QUESTION: &str = "What is the capital of France?";

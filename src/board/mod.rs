@@ -137,6 +137,26 @@ impl Board {
         Board::parse(&format!("boards/{name}.toml"), text)
     }
 
+    /// `arg` is an embedded board's name or the path of a profile (`/etc/edgevox/board.toml`,
+    /// anything ending in `.toml`): a file is read, checked like the embedded ones, and must
+    /// be for the target this binary was built for.
+    pub fn resolve(arg: &str) -> Result<Board> {
+        if !arg.ends_with(".toml") && !arg.contains('/') {
+            return Board::named(arg);
+        }
+        let text = std::fs::read_to_string(arg)
+            .with_context(|| format!("{arg}: cannot read the board profile"))?;
+        let board = Board::parse(arg, &text)?;
+        let built = env!("EDGEVOX_BUILD_INFO").split(' ').next().unwrap_or("");
+        ensure!(
+            board.target == built,
+            "{arg}: board {} is for {}, but this edgevox was built for {built}",
+            board.name,
+            board.target
+        );
+        Ok(board)
+    }
+
     /// The board this binary was built for.
     pub fn built_for() -> Result<Board> {
         Board::named(DEFAULT_BOARD)
@@ -202,5 +222,25 @@ mod tests {
             let err = format!("{:#}", Board::parse("test.toml", &text).unwrap_err());
             assert!(err.contains(want) && err.contains("test.toml"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_profile_file_is_read_and_must_match_this_build() {
+        let dir = std::env::temp_dir().join(format!("edgevox-board-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let here = if cfg!(target_arch = "aarch64") { "rpi4" } else { "x86_64" };
+        let other = if cfg!(target_arch = "aarch64") { "x86_64" } else { "rpi4" };
+        for name in [here, other] {
+            let text = embedded::BOARDS.iter().find(|(n, _)| *n == name).unwrap().1;
+            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+        }
+        let path = |n: &str| dir.join(format!("{n}.toml")).display().to_string();
+        assert_eq!(Board::resolve(&path(here)).unwrap().name, here);
+        let err = Board::resolve(&path(other)).unwrap_err().to_string();
+        assert!(err.contains("but this edgevox was built for"), "{err}");
+        let err = format!("{:#}", Board::resolve("/nonexistent/board.toml").unwrap_err());
+        assert!(err.contains("/nonexistent/board.toml: cannot read"), "{err}");
+        assert_eq!(Board::resolve(here).unwrap().name, here);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -60,7 +60,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     };
     let mut out = Vec::new();
     for name in names {
-        let board = Board::named(&name)?;
+        let board = Board::resolve(&name)?;
         let plan = board_plan(&board, &args.vad_model)?;
         let measured = if args.measure {
             Some(measure(&board, &plan, &args)?)

@@ -127,7 +127,8 @@ pub struct RunArgs {
     /// Earcons (listening, turn end, error): on by default live, off in replays.
     #[arg(long)]
     earcons: Option<bool>,
-    /// Run as this board (boards/NAME.toml): its plan picks the Whisper variant and context
+    /// Run as this board (an embedded board's name, or a profile's path such as
+    /// /etc/edgevox/board.toml): its plan picks the Whisper variant and context
     /// (downgrading to fit its budget when the profile allows) and sets the threads, the echo
     /// ratio and the audio devices. Without it, the options given here are planned against
     /// the budget of the board this binary was built for.
@@ -151,7 +152,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
     // Plan memory before loading anything.
     let plan = match args.board.clone() {
         Some(name) => {
-            let board = Board::named(&name)?;
+            let board = Board::resolve(&name)?;
             let plan = super::plan::board_plan(&board, &args.vad.vad_model)?;
             plan.ensure_fits()?;
             args.asr.whisper_model = plan.choice.whisper.clone();
@@ -247,6 +248,15 @@ pub fn run(mut args: RunArgs) -> Result<()> {
             Output::Speaker { player, .. } => Some(player.shared().clone()),
             Output::Text(_) => None,
         };
+        let f = capture.format();
+        info!(
+            "listening on {} ({} Hz, {} ch, {}); replies are {}",
+            capture.device_name(),
+            f.sample_rate,
+            f.channels,
+            f.sample_format,
+            if playback.is_some() { "spoken" } else { "printed" }
+        );
         let listener = hearing.listener(Box::new(capture), playback.as_deref());
         let origin = PathBuf::from(args.device.as_deref().unwrap_or("the default microphone"));
         let reports = pipeline::converse(listener, &origin, brain, output, &opts, print_turn);

@@ -131,7 +131,7 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
-# Cross builds for a board: `make cross BOARD=rpi4` builds target/cross/<triple>/release/edgevox
+# Cross builds for a board: `make cross BOARD=rpi4` builds target/cross/<board>/<triple>/release/edgevox
 # with Debian's cross toolchain (rustc-web ships the aarch64 standard library; see
 # ../shared/docs/cross-aarch64.md). whisper.cpp is built for the board's CPU, not this one's.
 BOARD ?= rpi4
@@ -157,9 +157,12 @@ $(CACHE)/.cross-deps: | deps
 	fi
 	@touch $@
 
+# One target directory per board: each has its own target-cpu, so sharing one would rebuild
+# everything at every switch.
+CROSS_DIR = target/cross/$(BOARD)
 # The environment of every aarch64 cargo call: Debian's rustc-web (it has the arm64 standard
 # library), the cross C/C++ compilers for whisper.cpp and tract's assembly, ALSA's arm64 .pc.
-CROSS_ENV = EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/cross \
+CROSS_ENV = EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=$(CROSS_DIR) \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
 	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
 	PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH=/usr/lib/aarch64-linux-gnu/pkgconfig \
@@ -167,7 +170,7 @@ CROSS_ENV = EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/
 	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=/usr/aarch64-linux-gnu" \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU)"
 
-CROSS_BIN = target/cross/$(CROSS_TRIPLE)/release/edgevox
+CROSS_BIN = $(CROSS_DIR)/$(CROSS_TRIPLE)/release/edgevox
 
 cross: $(CROSS_BIN)
 	@ls -l $(CROSS_BIN)
@@ -211,11 +214,12 @@ test-deb: $(DEBS) $(ROOTFS)/.stamp binfmt
 test-cross: cross-deps $(TINY_LLM)/llm.json
 	@test -f $(BOARD_FILE) || { echo "test-cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
 	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
-		-- --nocapture --test-threads 2 2>&1 | tee target/cross/test-$(BOARD).log
-	@grep -q '^tract matmul kernels: \["arm64' target/cross/test-$(BOARD).log
-	@grep -q '^test result: ok' target/cross/test-$(BOARD).log
+		-- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test.log
+	@grep -q '^tract matmul kernels: \["arm64' $(CROSS_DIR)/test.log
+	@grep -q '^test result: ok' $(CROSS_DIR)/test.log
 	@echo "test-cross: $(BOARD) library tests passed under qemu-aarch64 -cpu $(QEMU_CPU);" \
-		"tract's kernels: $$(sed -n 's/^tract matmul kernels: //p' target/cross/test-$(BOARD).log)"
+		"tract's kernels: $$(sed -n 's/^tract matmul kernels: //p' $(CROSS_DIR)/test.log);" \
+		"$$(grep -h '^tiny model:' $(CROSS_DIR)/test.log)"
 
 # An unknown board, and a board made for another target, must fail the build with a clear
 # message (checked in a target directory of its own, so the main build is not invalidated).
@@ -226,7 +230,7 @@ test-board-errors: deps
 		| grep -q 'board rpi4 is for aarch64-unknown-linux-gnu, but this build targets'
 	@echo "board errors: an unknown board and a foreign target are refused at build time"
 
-test: lint test-python test-rust test-board-errors test-cross
+test: lint test-python test-rust test-board-errors test-cross test-deb
 
 bench: models build
 	$(BIN) bench llm

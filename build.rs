@@ -12,7 +12,6 @@ fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     let profile = std::env::var("PROFILE").unwrap_or_default();
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=boards");
     println!("cargo:rerun-if-env-changed=EDGEVOX_BOARD");
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("boards");
@@ -23,6 +22,11 @@ fn main() {
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     boards.sort();
+    // Each profile, not the directory: boards/ also holds the packaging (boards/deb), which
+    // must not rebuild the program. A new profile is picked up when EDGEVOX_BOARD names it.
+    for (_, path) in &boards {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     let names: Vec<&str> = boards.iter().map(|(n, _)| n.as_str()).collect();
 
     let wanted = std::env::var("EDGEVOX_BOARD")

@@ -61,7 +61,7 @@ set -a
 set +a
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 exec_start=${exec_start//\$EDGEVOX_ARGS/$EDGEVOX_ARGS}
-[ "$(stat -c %U "$r/var/lib/edgevox")" = edgevox ] || fail "/var/lib/edgevox is not the service user's"
+[ "$(chroot "$r" stat -c %U /var/lib/edgevox)" = edgevox ] || fail "/var/lib/edgevox is not the service user's"
 echo "test-deb: starting as edgevox: $exec_start"
 log=$r/tmp/edgevox.log
 chroot --userspec=edgevox:edgevox --groups=audio "$r" \

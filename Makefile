@@ -213,6 +213,7 @@ test-deb: $(DEBS) $(ROOTFS)/.stamp binfmt
 # .cargo/config.toml), the tiny synthetic LLM included: correctness on arm64, NEON paths taken.
 test-cross: cross-deps $(TINY_LLM)/llm.json
 	@test -f $(BOARD_FILE) || { echo "test-cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
+	@mkdir -p $(CROSS_DIR)
 	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
 		-- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test.log
 	@grep -q '^tract matmul kernels: \["arm64' $(CROSS_DIR)/test.log

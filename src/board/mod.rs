@@ -228,8 +228,16 @@ mod tests {
     fn a_profile_file_is_read_and_must_match_this_build() {
         let dir = std::env::temp_dir().join(format!("edgevox-board-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let here = if cfg!(target_arch = "aarch64") { "rpi4" } else { "x86_64" };
-        let other = if cfg!(target_arch = "aarch64") { "x86_64" } else { "rpi4" };
+        let here = if cfg!(target_arch = "aarch64") {
+            "rpi4"
+        } else {
+            "x86_64"
+        };
+        let other = if cfg!(target_arch = "aarch64") {
+            "x86_64"
+        } else {
+            "rpi4"
+        };
         for name in [here, other] {
             let text = embedded::BOARDS.iter().find(|(n, _)| *n == name).unwrap().1;
             std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
@@ -238,8 +246,14 @@ mod tests {
         assert_eq!(Board::resolve(&path(here)).unwrap().name, here);
         let err = Board::resolve(&path(other)).unwrap_err().to_string();
         assert!(err.contains("but this edgevox was built for"), "{err}");
-        let err = format!("{:#}", Board::resolve("/nonexistent/board.toml").unwrap_err());
-        assert!(err.contains("/nonexistent/board.toml: cannot read"), "{err}");
+        let err = format!(
+            "{:#}",
+            Board::resolve("/nonexistent/board.toml").unwrap_err()
+        );
+        assert!(
+            err.contains("/nonexistent/board.toml: cannot read"),
+            "{err}"
+        );
         assert_eq!(Board::resolve(here).unwrap().name, here);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -255,7 +255,11 @@ pub fn run(mut args: RunArgs) -> Result<()> {
             f.sample_rate,
             f.channels,
             f.sample_format,
-            if playback.is_some() { "spoken" } else { "printed" }
+            if playback.is_some() {
+                "spoken"
+            } else {
+                "printed"
+            }
         );
         let listener = hearing.listener(Box::new(capture), playback.as_deref());
         let origin = PathBuf::from(args.device.as_deref().unwrap_or("the default microphone"));

@@ -193,7 +193,7 @@ $(DEBS) &: $(CROSS_BIN) $(BOARD_FILE) $(wildcard boards/deb/*) README.md $(LLM_Q
 # The packages installed into a Debian arm64 root file system (debootstrap, kept in the cache)
 # and the service started there as systemd would, its arm64 programs run by qemu-user.
 ROOTFS := $(CACHE)/rootfs-arm64
-$(ROOTFS)/.stamp: | cross-deps
+$(ROOTFS)/.stamp: | cross-deps binfmt
 	rm -rf $(ROOTFS)
 	debootstrap --arch=arm64 --variant=minbase --include=espeak-ng,libasound2,adduser,libstdc++6 \
 		bookworm $(ROOTFS) http://deb.debian.org/debian

@@ -149,45 +149,47 @@ fn bench_kernels(args: &KernelBenchArgs) -> Value {
     let mut out = vec![0.0f32; pcm.len()];
     let r = args.runs;
     let mut rows = Vec::new();
-    let mut row = |name: &str, size: usize, fast: f64, slow: f64| {
+    let mut row = |name: &str, size: usize, (fast, slow): (f64, f64)| {
         rows.push(json!({
             "kernel": name, "size": size, "ns_per_call": fast, "portable_ns_per_call": slow,
             "speedup": slow / fast.max(1e-9),
         }));
     };
+    // The slice-in, value-out kernels: this build's path, then the portable one.
+    fn both<T>(
+        runs: usize,
+        batch: usize,
+        input: &[f32],
+        fast: fn(&[f32]) -> T,
+        slow: fn(&[f32]) -> T,
+    ) -> (f64, f64) {
+        (
+            ns_per_call(runs, batch, || {
+                black_box(fast(black_box(input)));
+            }),
+            ns_per_call(runs, batch, || {
+                black_box(slow(black_box(input)));
+            }),
+        )
+    }
     row(
         "argmax",
         logits.len(),
-        ns_per_call(r, 20, || {
-            black_box(simd::argmax(black_box(&logits)));
-        }),
-        ns_per_call(r, 20, || {
-            black_box(portable::argmax(black_box(&logits)));
-        }),
+        both(r, 20, &logits, simd::argmax, portable::argmax),
     );
     row(
         "peak_abs",
         block.len(),
-        ns_per_call(r, 2000, || {
-            black_box(simd::peak_abs(black_box(&block)));
-        }),
-        ns_per_call(r, 2000, || {
-            black_box(portable::peak_abs(black_box(&block)));
-        }),
+        both(r, 2000, &block, simd::peak_abs, portable::peak_abs),
     );
     row(
         "sum_squares",
         window.len(),
-        ns_per_call(r, 2000, || {
-            black_box(simd::sum_squares(black_box(&window)));
-        }),
-        ns_per_call(r, 2000, || {
-            black_box(portable::sum_squares(black_box(&window)));
-        }),
+        both(r, 2000, &window, simd::sum_squares, portable::sum_squares),
     );
     let fast = ns_per_call(r, 50, || simd::i16_to_f32(black_box(&pcm), &mut out));
     let slow = ns_per_call(r, 50, || portable::i16_to_f32(black_box(&pcm), &mut out));
-    row("i16_to_f32", pcm.len(), fast, slow);
+    row("i16_to_f32", pcm.len(), (fast, slow));
     json!({
         "implementation": simd::implementation(),
         "arch": std::env::consts::ARCH,

@@ -205,10 +205,12 @@ fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let cut = ms(&t1["spoken_s"]);
     assert!(cut < 3.0, "first reply played {cut} s");
 
-    // The first words of the question may overlap the reply's echo until it stops.
+    // The first words of the question overlap the reply until it stops: the echo canceller
+    // takes the reply out (Whisper hears the clean recording as "How many lengths does a
+    // spider have?", WER 0.14; without the canceller, 0.43-0.86).
     let heard = t2["transcript"].as_str().unwrap();
     let rate = wer::wer("How many legs does a spider have?", heard);
-    assert!(rate <= 0.5, "heard {heard:?} (WER {rate:.2})");
+    assert!(rate <= 0.3, "heard {heard:?} (WER {rate:.2})");
     assert!(t2["barge_in"].is_null() && t2["error"].is_null(), "{t2}");
     assert!(ms(&t2["spoken_s"]) > 2.0, "{t2}");
     let (_, info) = wav::read_16k_mono(&reply).unwrap();
@@ -226,32 +228,37 @@ fn the_echo_guard_keeps_the_assistant_from_interrupting_itself() {
     let d = scratch("echo");
     let input = d.join("capital.wav");
     recording(&input, &[question("capital"), silence(0.5)]);
-    let args = |ratio: &'static str| {
-        vec![
-            "--input".to_string(),
-            input.to_str().unwrap().to_string(),
-            "--output".into(),
-            d.join(format!("reply-{ratio}.wav"))
-                .to_str()
-                .unwrap()
-                .into(),
-            "--echo-gain".into(),
-            "0.4".into(),
-            "--echo-ratio".into(),
-            ratio.into(),
-            "--max-turns".into(),
-            "2".into(),
-        ]
+    let run_with = |name: &str, extra: &[&str]| {
+        let reply = d.join(format!("reply-{name}.wav"));
+        let mut args = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            reply.to_str().unwrap(),
+            "--echo-gain",
+            "0.4",
+            "--max-turns",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
     };
-    let guarded = run(&args("0.6").iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(guarded.len(), 1, "{guarded:#?}");
-    assert!(guarded[0]["barge_in"].is_null(), "{}", guarded[0]);
-    assert!(ms(&guarded[0]["spoken_s"]) > 4.0, "{}", guarded[0]);
-
-    // Without the guard, the assistant hears its own voice and stops itself.
-    let unguarded = run(&args("0").iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(unguarded[0]["barge_in"].is_object(), "{}", unguarded[0]);
-    assert!(ms(&unguarded[0]["spoken_s"]) < 2.0, "{}", unguarded[0]);
+    // The guard alone (no echo canceller), and both: the reply plays to its end (~9 s) and is
+    // not taken for the user. (The canceller alone is not enough: it starts knowing nothing
+    // of the echo path, and the first reply's first 100 ms pass while it learns.)
+    for (name, extra) in [
+        ("guard", &["--no-aec", "--echo-ratio", "0.6"][..]),
+        ("both", &["--echo-ratio", "0.6"][..]),
+    ] {
+        let turns = run_with(name, extra);
+        assert_eq!(turns.len(), 1, "{name}: {turns:#?}");
+        assert!(turns[0]["barge_in"].is_null(), "{name}: {}", turns[0]);
+        assert!(ms(&turns[0]["spoken_s"]) > 4.0, "{name}: {}", turns[0]);
+    }
+    // With neither, the assistant hears its own voice and stops itself.
+    let turns = run_with("neither", &["--no-aec", "--echo-ratio", "0"]);
+    assert!(turns[0]["barge_in"].is_object(), "{}", turns[0]);
+    assert!(ms(&turns[0]["spoken_s"]) < 2.0, "{}", turns[0]);
 }
 
 /// Whisper, with failures injected by turn: turn 1 hears nothing, turn 2 fails, turn 3 hears
@@ -316,6 +323,7 @@ fn failures_inside_turns_are_told_to_the_user_and_the_loop_goes_on() {
         endpoint: EndpointConfig::default(),
         barge_in_ms: 96,
         echo_ratio: 0.6,
+        aec: Some(Default::default()),
     };
     let mut seen = Vec::new();
     let turns = pipeline::replay(

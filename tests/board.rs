@@ -125,9 +125,24 @@ fn bench_kernels_reports_both_paths_for_every_kernel() {
         .iter()
         .map(|k| k["kernel"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["argmax", "peak_abs", "sum_squares", "i16_to_f32"]);
+    assert_eq!(
+        names,
+        [
+            "argmax",
+            "peak_abs",
+            "sum_squares",
+            "i16_to_f32",
+            "dot",
+            "axpy"
+        ]
+    );
     for k in v["kernels"].as_array().unwrap() {
         assert!(k["ns_per_call"].as_f64().unwrap() > 0.0, "{k}");
         assert!(k["portable_ns_per_call"].as_f64().unwrap() > 0.0, "{k}");
     }
+    // The echo canceller runs far faster than real time (it sees every microphone sample).
+    let aec = &v["echo_canceller"];
+    assert_eq!(aec["taps"], 1024);
+    let rtf = aec["real_time_factor"].as_f64().unwrap();
+    assert!(rtf > 0.0 && rtf < 0.5, "{aec}");
 }

@@ -189,6 +189,8 @@ pub struct Capture {
     ready: Vec<f32>,
     ready_pos: usize,
     device_name: String,
+    /// When the first block arrived ([`super::aec::stamp`]; 0 before).
+    started: Arc<AtomicU64>,
 }
 
 impl Capture {
@@ -200,12 +202,21 @@ impl Capture {
         let failure = Arc::new(Mutex::new(None));
         let wanted = opts.device.clone();
         let buffer_ms = opts.buffer_ms.max(50);
-        let (overruns_cb, failure_cb) = (overruns.clone(), failure.clone());
+        super::aec::init_clock();
+        let started = Arc::new(AtomicU64::new(0));
+        let (overruns_cb, failure_cb, started_cb) =
+            (overruns.clone(), failure.clone(), started.clone());
         let thread = std::thread::Builder::new()
             .name("edgevox-capture".into())
             .spawn(move || {
-                let started = start_stream(wanted.as_deref(), buffer_ms, overruns_cb, failure_cb);
-                match started {
+                let stream = start_stream(
+                    wanted.as_deref(),
+                    buffer_ms,
+                    overruns_cb,
+                    failure_cb,
+                    started_cb,
+                );
+                match stream {
                     Ok((stream, consumer, format, name)) => {
                         let _ = setup_tx.send(Ok((consumer, format, name)));
                         // Keep the stream alive until the Capture is dropped.
@@ -241,7 +252,14 @@ impl Capture {
             ready: Vec::with_capacity(8192),
             ready_pos: 0,
             device_name,
+            started,
         })
+    }
+
+    /// When the device delivered its first block, as [`super::aec::stamp`] records it (0
+    /// before): the echo canceller lines the speaker's signal up with the microphone by it.
+    pub fn started(&self) -> Arc<AtomicU64> {
+        self.started.clone()
     }
 
     pub fn format(&self) -> DeviceFormat {
@@ -322,6 +340,7 @@ fn start_stream(
     buffer_ms: u32,
     overruns: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
+    started: Arc<AtomicU64>,
 ) -> Result<Started> {
     let host = cpal::default_host();
     let device = find_device(&host, wanted, Direction::Input)?;
@@ -342,6 +361,11 @@ fn start_stream(
         .max(1024);
     let (producer, consumer) = rtrb::RingBuffer::new(capacity);
     let stream_config: cpal::StreamConfig = config.into();
+    let feed = Feed {
+        producer,
+        overruns,
+        started,
+    };
     let err_failure = failure.clone();
     let on_error = move |e: cpal::Error| {
         // Not the audio path: a device error is rare and ends the stream.
@@ -350,13 +374,13 @@ fn start_stream(
         }
     };
     let stream = match format.sample_format {
-        SampleFormat::I8 => build::<i8>(&device, &stream_config, producer, overruns, on_error),
-        SampleFormat::I16 => build::<i16>(&device, &stream_config, producer, overruns, on_error),
-        SampleFormat::I32 => build::<i32>(&device, &stream_config, producer, overruns, on_error),
-        SampleFormat::U8 => build::<u8>(&device, &stream_config, producer, overruns, on_error),
-        SampleFormat::U16 => build::<u16>(&device, &stream_config, producer, overruns, on_error),
-        SampleFormat::F32 => build::<f32>(&device, &stream_config, producer, overruns, on_error),
-        SampleFormat::F64 => build::<f64>(&device, &stream_config, producer, overruns, on_error),
+        SampleFormat::I8 => build::<i8>(&device, &stream_config, feed, on_error),
+        SampleFormat::I16 => build::<i16>(&device, &stream_config, feed, on_error),
+        SampleFormat::I32 => build::<i32>(&device, &stream_config, feed, on_error),
+        SampleFormat::U8 => build::<u8>(&device, &stream_config, feed, on_error),
+        SampleFormat::U16 => build::<u16>(&device, &stream_config, feed, on_error),
+        SampleFormat::F32 => build::<f32>(&device, &stream_config, feed, on_error),
+        SampleFormat::F64 => build::<f64>(&device, &stream_config, feed, on_error),
         other => bail!("{name}: sample format {other} is not supported"),
     }
     .with_context(|| format!("{name}: opening the input stream"))?;
@@ -366,11 +390,17 @@ fn start_stream(
     Ok((stream, consumer, format, name))
 }
 
+/// What the input callback writes to: the ring, and its counters.
+struct Feed {
+    producer: rtrb::Producer<f32>,
+    overruns: Arc<AtomicU64>,
+    started: Arc<AtomicU64>,
+}
+
 fn build<T>(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
-    mut producer: rtrb::Producer<f32>,
-    overruns: Arc<AtomicU64>,
+    mut feed: Feed,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream>
 where
@@ -380,6 +410,12 @@ where
     let stream = device.build_input_stream::<T, _, _>(
         *config,
         move |data: &[T], _info| {
+            let Feed {
+                producer,
+                overruns,
+                started,
+            } = &mut feed;
+            super::aec::stamp(started);
             // The real-time path: convert and copy what fits; count the rest.
             let room = producer.slots().min(data.len());
             if let Ok(chunk) = producer.write_chunk_uninit(room) {

@@ -3,6 +3,7 @@
 //! Both sit behind [`Source`], so the end-of-utterance detector and everything after it
 //! cannot tell a microphone from a recording; every test and the demo use files.
 
+pub mod aec;
 pub mod capture;
 pub mod playback;
 pub mod replay;

@@ -3,7 +3,9 @@
 //!
 //! The renderer's side never allocates, locks or blocks: it pops samples, answers a stop
 //! request by dropping what is queued, and publishes counters and the level of what it played
-//! (the [`EchoReference`] the listener's echo guard compares the microphone against).
+//! (the [`EchoReference`] the listener's echo guard compares the microphone against), and
+//! copies every block it renders, silence included, to the echo tap: the reference signal the
+//! echo canceller ([`super::aec`]) subtracts from the microphone.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,6 +83,12 @@ pub struct PlaybackShared {
     /// A device or recording error (not touched by the real-time path).
     failure: Mutex<Option<String>>,
     echo: Arc<EchoReference>,
+    /// The echo tap's reading end, until the echo canceller takes it.
+    tap: Mutex<Option<rtrb::Consumer<f32>>>,
+    /// Samples the tap could not take (nobody reading, or reading too slowly).
+    tap_dropped: AtomicU64,
+    /// When the renderer first ran ([`super::aec::stamp`]; 0 before).
+    started: Arc<AtomicU64>,
 }
 
 impl PlaybackShared {
@@ -128,6 +136,21 @@ impl PlaybackShared {
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
+
+    /// The echo tap: every sample rendered (at [`Self::rate`]) from the first block on, for
+    /// the echo canceller. There is one; the second call gets `None`.
+    pub fn take_tap(&self) -> Option<rtrb::Consumer<f32>> {
+        self.tap.lock().ok()?.take()
+    }
+
+    pub fn tap_dropped(&self) -> u64 {
+        self.tap_dropped.load(Ordering::Relaxed)
+    }
+
+    /// When the renderer first ran, as [`super::aec::stamp`] records it (0 before).
+    pub fn started(&self) -> Arc<AtomicU64> {
+        self.started.clone()
+    }
 }
 
 /// The speech thread's end: queues audio for the device.
@@ -141,12 +164,16 @@ pub struct Player {
 pub struct Renderer {
     consumer: rtrb::Consumer<f32>,
     shared: Arc<PlaybackShared>,
+    tap: rtrb::Producer<f32>,
 }
 
 /// A player and renderer at `rate` with a ring of `buffer_ms`.
 pub fn channel(rate: u32, buffer_ms: u32) -> (Player, Renderer) {
+    super::aec::init_clock();
     let cap = (rate as usize * buffer_ms.max(20) as usize / 1000).max(256);
     let (producer, consumer) = rtrb::RingBuffer::new(cap);
+    // Two seconds of echo reference, as much as the microphone's ring holds.
+    let (tap, tap_consumer) = rtrb::RingBuffer::new(2 * rate.max(8_000) as usize);
     let shared = Arc::new(PlaybackShared {
         rate,
         epoch: AtomicU64::new(0),
@@ -156,6 +183,9 @@ pub fn channel(rate: u32, buffer_ms: u32) -> (Player, Renderer) {
         played: AtomicU64::new(0),
         failure: Mutex::new(None),
         echo: Arc::new(EchoReference::new()),
+        tap: Mutex::new(Some(tap_consumer)),
+        tap_dropped: AtomicU64::new(0),
+        started: Arc::new(AtomicU64::new(0)),
     });
     (
         Player {
@@ -163,7 +193,11 @@ pub fn channel(rate: u32, buffer_ms: u32) -> (Player, Renderer) {
             shared: shared.clone(),
             pushed: 0,
         },
-        Renderer { consumer, shared },
+        Renderer {
+            consumer,
+            shared,
+            tap,
+        },
     )
 }
 
@@ -272,6 +306,7 @@ impl Renderer {
     /// audio. Real-time safe: no allocation, no lock, no blocking.
     pub fn render(&mut self, out: &mut [f32]) -> usize {
         let shared = &*self.shared;
+        super::aec::stamp(&shared.started);
         if shared.flush.load(Ordering::Acquire) {
             let n = self.consumer.slots();
             if let Ok(chunk) = self.consumer.read_chunk(n) {
@@ -292,6 +327,15 @@ impl Renderer {
         shared.played.fetch_add(n as u64, Ordering::Relaxed);
         shared.consumed.fetch_add(n as u64, Ordering::AcqRel);
         shared.echo.record(peak);
+        let room = self.tap.slots().min(out.len());
+        if let Ok(chunk) = self.tap.write_chunk_uninit(room) {
+            chunk.fill_from_iter(out[..room].iter().copied());
+        }
+        if room < out.len() {
+            shared
+                .tap_dropped
+                .fetch_add((out.len() - room) as u64, Ordering::Relaxed);
+        }
         n
     }
 }

@@ -134,6 +134,7 @@ fn ns_per_call(runs: usize, batch: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn bench_kernels(args: &KernelBenchArgs) -> Value {
+    use edgevox::audio::aec::{AecOptions, Nlms};
     use edgevox::simd::{self, portable};
     use std::hint::black_box;
     // Real sizes: SmolLM2's vocabulary, a 10 ms block at 48 kHz, a Silero/energy window, a
@@ -190,11 +191,39 @@ fn bench_kernels(args: &KernelBenchArgs) -> Value {
     let fast = ns_per_call(r, 50, || simd::i16_to_f32(black_box(&pcm), &mut out));
     let slow = ns_per_call(r, 50, || portable::i16_to_f32(black_box(&pcm), &mut out));
     row("i16_to_f32", pcm.len(), (fast, slow));
+    // The echo canceller's per-sample pair, at its default 1,024 taps.
+    let taps = AecOptions::default().taps();
+    let (a, mut y) = (&window.repeat(2)[..taps], block.repeat(3)[..taps].to_vec());
+    let fast = ns_per_call(r, 2000, || {
+        black_box(simd::dot(black_box(a), &y));
+    });
+    let slow = ns_per_call(r, 2000, || {
+        black_box(portable::dot(black_box(a), &y));
+    });
+    row("dot", taps, (fast, slow));
+    let fast = ns_per_call(r, 2000, || simd::axpy(&mut y, black_box(1e-6), a));
+    let slow = ns_per_call(r, 2000, || portable::axpy(&mut y, black_box(1e-6), a));
+    row("axpy", taps, (fast, slow));
+    // The whole canceller, learning on every sample (its worst case): one second of audio.
+    let mut nlms = Nlms::new(taps, 0.5);
+    let far: Vec<f32> = (0..16_000)
+        .map(|i| (i as f32 * 0.031).sin() * 0.3)
+        .collect();
+    let aec_ns = ns_per_call(r, 1, || {
+        for (i, &x) in far.iter().enumerate() {
+            black_box(nlms.process(x, far[i.saturating_sub(320)] * 0.3, true));
+        }
+    });
     json!({
         "implementation": simd::implementation(),
         "arch": std::env::consts::ARCH,
         "runs": r,
         "kernels": rows,
+        "echo_canceller": {
+            "taps": taps,
+            "ms_per_audio_second": aec_ns / 1e6,
+            "real_time_factor": aec_ns / 1e9,
+        },
     })
 }
 

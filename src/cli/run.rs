@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use edgevox::audio::aec::AecOptions;
 use edgevox::audio::capture::{Capture, CaptureOptions};
 use edgevox::audio::replay::ReplayOptions;
 use edgevox::audio::speaker::Speaker;
@@ -51,6 +52,13 @@ pub struct TalkArgs {
     /// speaker-to-microphone coupling.
     #[arg(long, default_value_t = 0.6)]
     echo_ratio: f32,
+    /// Leave the speaker's echo in the microphone signal (no echo cancelling).
+    #[arg(long)]
+    no_aec: bool,
+    /// Echo canceller: the longest speaker-to-microphone delay it models, device buffering
+    /// included (ms; 16 filter taps per ms).
+    #[arg(long, default_value_t = AecOptions::default().tail_ms)]
+    aec_tail_ms: u32,
 }
 
 impl TalkArgs {
@@ -86,6 +94,16 @@ impl TalkArgs {
             endpoint: vad.endpoint(),
             barge_in_ms: self.barge_in_ms,
             echo_ratio: self.echo_ratio,
+            aec: (!self.no_aec).then(|| AecOptions {
+                tail_ms: self.aec_tail_ms,
+                // The speaker-to-microphone coupling the echo guard is set above.
+                double_talk_ratio: if self.echo_ratio > 0.0 {
+                    self.echo_ratio
+                } else {
+                    AecOptions::default().double_talk_ratio
+                },
+                ..Default::default()
+            }),
         })
     }
 
@@ -261,7 +279,9 @@ pub fn run(mut args: RunArgs) -> Result<()> {
                 "printed"
             }
         );
-        let listener = hearing.listener(Box::new(capture), playback.as_deref());
+        let mic_started = capture.started();
+        let listener =
+            hearing.listener(Box::new(capture), playback.as_deref(), Some(mic_started))?;
         let origin = PathBuf::from(args.device.as_deref().unwrap_or("the default microphone"));
         let reports = pipeline::converse(listener, &origin, brain, output, &opts, print_turn);
         drop(speaker);

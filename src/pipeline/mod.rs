@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use log::{error, info, warn};
 use serde::Serialize;
 
 use crate::asr::{AsrOptions, Recognizer};
+use crate::audio::aec::{AecOptions, Align, EchoCanceller};
 use crate::audio::playback::{PlaybackShared, Played, Player};
 use crate::audio::replay::{ReplayDevice, ReplayOptions};
 use crate::audio::{Source, resample, wav};
@@ -150,11 +151,40 @@ pub struct Hearing {
     pub barge_in_ms: u32,
     /// The echo guard's ratio (see [`EchoGuard`]); 0 turns the guard off.
     pub echo_ratio: f32,
+    /// Cancel the speaker's echo from the microphone (see [`EchoCanceller`]); `None` leaves
+    /// the microphone as it is.
+    pub aec: Option<AecOptions>,
 }
 
 impl Hearing {
-    /// A listener on `source`, guarded against the echo of `playback` when there is one.
-    pub fn listener(self, source: Box<dyn Source>, playback: Option<&PlaybackShared>) -> Listener {
+    /// A listener on `source`, with the echo of `playback` (when there is one) cancelled and
+    /// guarded against. `mic_started` is the microphone's first-block stamp, to line it up
+    /// with the speaker ([`Align::Stamps`]); `None` when both run on one clock (a replay).
+    pub fn listener(
+        self,
+        source: Box<dyn Source>,
+        playback: Option<&PlaybackShared>,
+        mic_started: Option<Arc<AtomicU64>>,
+    ) -> Result<Listener> {
+        let source = match (playback, &self.aec) {
+            (Some(p), Some(opts)) => match p.take_tap() {
+                Some(tap) => {
+                    let align = match mic_started {
+                        Some(mic) => Align::Stamps {
+                            mic,
+                            speaker: p.started(),
+                        },
+                        None => Align::SameClock,
+                    };
+                    Box::new(EchoCanceller::new(source, tap, p.rate(), align, opts)?)
+                }
+                None => {
+                    warn!("the speaker's echo tap is taken: no echo cancelling");
+                    source
+                }
+            },
+            _ => source,
+        };
         let guard = playback
             .filter(|_| self.echo_ratio > 0.0)
             .map(|p| EchoGuard {
@@ -164,7 +194,7 @@ impl Hearing {
             });
         let mut l = Listener::new(source, self.detector, self.endpoint).with_echo_guard(guard);
         l.barge_in_ms = self.barge_in_ms;
-        l
+        Ok(l)
     }
 }
 
@@ -185,7 +215,7 @@ pub fn replay(
         busy: Some(device.assistant_busy()),
         ..opts.clone()
     };
-    let listener = hearing.listener(Box::new(mic), Some(player.shared()));
+    let listener = hearing.listener(Box::new(mic), Some(player.shared()), None)?;
     let output = match voice {
         Some(voice) => Output::Speaker { voice, player },
         None => Output::Text(Box::new(std::io::stderr())),

@@ -15,8 +15,9 @@
 //!
 //! Alignment: sample `j` of the tap was played at the same time as microphone sample
 //! `j + offset`. A replay renders and records on one clock (`offset` 0); live, each stream
-//! stamps the moment of its first block ([`stamp`]) and the difference gives `offset`. Any
-//! remaining lag (the devices' buffers) is part of the echo path the filter learns. Two
+//! stamps when its first block was played or captured (the callback's time, corrected by the
+//! latency cpal reports: [`stamp_shifted`]) and the difference gives `offset`. What remains
+//! (latency the driver does not report, the air) is part of the echo path the filter learns. Two
 //! devices on two clocks drift apart, which no canceller of this kind follows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,9 +100,21 @@ fn clock_base() -> Instant {
 /// base, never 0). Real-time safe once the base exists: [`EchoCanceller::new`] and the device
 /// openers create it before any callback runs.
 pub fn stamp(cell: &AtomicU64) {
+    stamp_shifted(cell, 0);
+}
+
+/// [`stamp`] of "now + `shift_ns`": a device callback knows when its block is really played
+/// (later) or was really captured (earlier).
+pub fn stamp_shifted(cell: &AtomicU64, shift_ns: i64) {
+    // Stamps are biased by 1,000 s so that one shifted before the base still fits (and
+    // stays clear of 0, "not yet"); only differences between stamps matter.
+    const BIAS_NS: i64 = 1_000_000_000_000;
     if cell.load(Ordering::Relaxed) == 0 {
-        let ns = clock_base().elapsed().as_nanos() as u64;
-        cell.store(ns.max(1), Ordering::Release);
+        let now = clock_base().elapsed().as_nanos() as i64 + BIAS_NS;
+        cell.store(
+            now.saturating_add(shift_ns).max(1) as u64,
+            Ordering::Release,
+        );
     }
 }
 
@@ -647,6 +660,20 @@ mod tests {
         let (out, stats) = run(mic.clone(), &far, 0, align);
         assert_eq!(out, mic);
         assert_eq!(stats.passed_through, SR as u64);
+    }
+
+    #[test]
+    fn a_stream_is_stamped_once_when_its_first_block_is_heard() {
+        let (plain, early) = (AtomicU64::new(0), AtomicU64::new(0));
+        stamp_shifted(&early, -5_000_000);
+        stamp(&plain);
+        let (p, e) = (plain.load(Ordering::Relaxed), early.load(Ordering::Relaxed));
+        assert!(p > 0 && e > 0);
+        // Captured 5 ms before the callback: stamped (nearly) 5 ms earlier.
+        assert!(p > e && p - e >= 5_000_000 && p - e < 50_000_000, "{p} {e}");
+        // Later blocks do not move it.
+        stamp(&plain);
+        assert_eq!(plain.load(Ordering::Relaxed), p);
     }
 
     #[test]

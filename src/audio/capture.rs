@@ -409,13 +409,15 @@ where
 {
     let stream = device.build_input_stream::<T, _, _>(
         *config,
-        move |data: &[T], _info| {
+        move |data: &[T], info: &cpal::InputCallbackInfo| {
             let Feed {
                 producer,
                 overruns,
                 started,
             } = &mut feed;
-            super::aec::stamp(started);
+            let t = info.timestamp();
+            let captured_ago = t.callback.duration_since(t.capture).as_nanos() as i64;
+            super::aec::stamp_shifted(started, -captured_ago);
             // The real-time path: convert and copy what fits; count the rest.
             let room = producer.slots().min(data.len());
             if let Ok(chunk) = producer.write_chunk_uninit(room) {

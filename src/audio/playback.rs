@@ -302,6 +302,12 @@ impl Renderer {
         &self.shared
     }
 
+    /// Records when the first block is heard, `latency_ns` after this call (a device callback
+    /// knows; without one, the first [`Self::render`] stamps "now").
+    pub fn stamp_start(&self, latency_ns: i64) {
+        super::aec::stamp_shifted(&self.shared.started, latency_ns);
+    }
+
     /// Fills `out` with queued samples and silence after them; returns how many were queued
     /// audio. Real-time safe: no allocation, no lock, no blocking.
     pub fn render(&mut self, out: &mut [f32]) -> usize {

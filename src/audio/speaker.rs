@@ -137,7 +137,9 @@ where
     let mut mono = vec![0.0f32; BLOCK];
     let stream = device.build_output_stream::<T, _, _>(
         *config,
-        move |data: &mut [T], _info| {
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+            let t = info.timestamp();
+            renderer.stamp_start(t.playback.duration_since(t.callback).as_nanos() as i64);
             for frames in data.chunks_mut(BLOCK * channels) {
                 let n = frames.len() / channels;
                 renderer.render(&mut mono[..n]);

@@ -85,8 +85,6 @@ pub struct PlaybackShared {
     echo: Arc<EchoReference>,
     /// The echo tap's reading end, until the echo canceller takes it.
     tap: Mutex<Option<rtrb::Consumer<f32>>>,
-    /// Samples the tap could not take (nobody reading, or reading too slowly).
-    tap_dropped: AtomicU64,
     /// When the renderer first ran ([`super::aec::stamp`]; 0 before).
     started: Arc<AtomicU64>,
 }
@@ -143,10 +141,6 @@ impl PlaybackShared {
         self.tap.lock().ok()?.take()
     }
 
-    pub fn tap_dropped(&self) -> u64 {
-        self.tap_dropped.load(Ordering::Relaxed)
-    }
-
     /// When the renderer first ran, as [`super::aec::stamp`] records it (0 before).
     pub fn started(&self) -> Arc<AtomicU64> {
         self.started.clone()
@@ -184,7 +178,6 @@ pub fn channel(rate: u32, buffer_ms: u32) -> (Player, Renderer) {
         failure: Mutex::new(None),
         echo: Arc::new(EchoReference::new()),
         tap: Mutex::new(Some(tap_consumer)),
-        tap_dropped: AtomicU64::new(0),
         started: Arc::new(AtomicU64::new(0)),
     });
     (
@@ -333,14 +326,11 @@ impl Renderer {
         shared.played.fetch_add(n as u64, Ordering::Relaxed);
         shared.consumed.fetch_add(n as u64, Ordering::AcqRel);
         shared.echo.record(peak);
+        // What does not fit is dropped: nobody is reading (no canceller), or the reader is
+        // over two seconds behind.
         let room = self.tap.slots().min(out.len());
         if let Ok(chunk) = self.tap.write_chunk_uninit(room) {
             chunk.fill_from_iter(out[..room].iter().copied());
-        }
-        if room < out.len() {
-            shared
-                .tap_dropped
-                .fetch_add((out.len() - room) as u64, Ordering::Relaxed);
         }
         n
     }

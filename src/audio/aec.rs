@@ -24,11 +24,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use log::{info, warn};
 
 use super::resample::Resampler;
-use super::{SAMPLE_RATE, Source};
+use super::{SAMPLE_RATE, Source, take_from_ring};
 use crate::simd;
 
 /// Double-talk decisions are taken per block of 10 ms.
@@ -299,15 +299,7 @@ impl EchoCanceller {
         self.far_pos = 0;
         let n = self.tap.slots();
         if n > 0 {
-            let chunk = self
-                .tap
-                .read_chunk(n)
-                .map_err(|e| anyhow!("echo tap: {e}"))?;
-            let (a, b) = chunk.as_slices();
-            self.tap_raw.clear();
-            self.tap_raw.extend_from_slice(a);
-            self.tap_raw.extend_from_slice(b);
-            chunk.commit_all();
+            take_from_ring(&mut self.tap, n, &mut self.tap_raw, "echo tap")?;
             self.resampler.push(&self.tap_raw, &mut self.far)?;
         }
         // Alignment and late samples first.

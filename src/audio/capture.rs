@@ -22,7 +22,7 @@ use cpal::{FromSample, SampleFormat, SizedSample};
 use log::{info, warn};
 
 use super::resample::Resampler;
-use super::{Source, downmix_into};
+use super::{Source, downmix_into, take_from_ring};
 
 /// Overruns are logged at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
@@ -277,15 +277,12 @@ impl Capture {
         if take == 0 {
             return Ok(false);
         }
-        let chunk = self
-            .consumer
-            .read_chunk(take)
-            .map_err(|e| anyhow!("capture ring: {e}"))?;
-        let (a, b) = chunk.as_slices();
-        self.interleaved.clear();
-        self.interleaved.extend_from_slice(a);
-        self.interleaved.extend_from_slice(b);
-        chunk.commit_all();
+        take_from_ring(
+            &mut self.consumer,
+            take,
+            &mut self.interleaved,
+            "capture ring",
+        )?;
         self.mono.clear();
         downmix_into(&self.interleaved, channels, &mut self.mono);
         self.ready.drain(..self.ready_pos);

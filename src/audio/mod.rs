@@ -49,6 +49,25 @@ impl Source for MemorySource {
     }
 }
 
+/// Moves the next `n` samples of a ring into `out` (cleared first); `what` names the ring in
+/// the error. For the non-real-time readers of the capture ring and the echo tap.
+pub fn take_from_ring(
+    ring: &mut rtrb::Consumer<f32>,
+    n: usize,
+    out: &mut Vec<f32>,
+    what: &str,
+) -> Result<()> {
+    let chunk = ring
+        .read_chunk(n)
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    let (a, b) = chunk.as_slices();
+    out.clear();
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    chunk.commit_all();
+    Ok(())
+}
+
 /// Averages interleaved frames of `channels` samples into mono, appending to `out`.
 pub fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
     if channels == 1 {

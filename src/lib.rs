@@ -15,5 +15,6 @@ pub mod llm;
 pub mod metrics;
 pub mod pipeline;
 pub mod simd;
+pub mod text;
 pub mod tts;
 pub mod vad;

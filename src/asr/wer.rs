@@ -1,71 +1,13 @@
-//! Word error rate, after the light normalization ASR evaluations use: lower case, no
-//! punctuation, numbers under a hundred spelled out, hyphens split.
+//! Word error rate on the words [`crate::text::words`] compares (case, punctuation, hyphens
+//! and number spellings do not count as errors).
 
-/// Words of `text`, normalized for scoring.
-pub fn normalize(text: &str) -> Vec<String> {
-    let cleaned: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    let mut words = Vec::new();
-    for w in cleaned.split_whitespace() {
-        let w = w.trim_matches('\'');
-        if w.is_empty() {
-            continue;
-        }
-        match w.parse::<u32>() {
-            Ok(n) if n < 100 => words.extend(spell(n).split(' ').map(str::to_string)),
-            _ => words.push(w.to_string()),
-        }
-    }
-    words
-}
+use crate::text::words;
 
-fn spell(n: u32) -> String {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    match n {
-        0..=19 => ONES[n as usize].to_string(),
-        _ if n.is_multiple_of(10) => TENS[(n / 10) as usize].to_string(),
-        _ => format!("{} {}", TENS[(n / 10) as usize], ONES[(n % 10) as usize]),
-    }
-}
-
-/// Word-level edit distance between `reference` and `hypothesis` (after [`normalize`]) and
+/// Word-level edit distance between `reference` and `hypothesis` (after [`words`]) and
 /// the reference's word count.
 pub fn errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let r = normalize(reference);
-    let h = normalize(hypothesis);
+    let r = words(reference);
+    let h = words(hypothesis);
     let mut prev: Vec<usize> = (0..=h.len()).collect();
     let mut cur = vec![0; h.len() + 1];
     for (i, rw) in r.iter().enumerate() {
@@ -93,13 +35,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalizes_case_punctuation_and_numbers() {
+    fn spelling_differences_are_not_errors() {
         assert_eq!(
-            normalize("Set a timer for 10 minutes, please! It's 42."),
-            [
-                "set", "a", "timer", "for", "ten", "minutes", "please", "it's", "forty", "two"
-            ]
+            wer("Who wrote the play Hamlet?", "who wrote the play-hamlet"),
+            0.0
         );
+        assert_eq!(
+            wer("Set a timer for ten minutes.", "Set a timer for 10 minutes"),
+            0.0
+        );
+        assert_eq!(wer("It's forty-two.", "it\u{2019}s 42"), 0.0);
     }
 
     #[test]

@@ -127,3 +127,32 @@ pub fn alsa_capture_home(name: &str, clip: &Path) -> (PathBuf, DeviceFormat) {
         .unwrap();
     (alsa_home(name, Some(&infile)), format)
 }
+
+/// Asserts that `text` (recognized speech, a reply, or a log quoting them) mentions one of
+/// `phrases` once both are normalized (`edgevox::text`: case, punctuation, hyphens, number
+/// words). The check is made on `text` as this machine spelled it and on the spellings other
+/// machines give for the same audio (`text::machine_variants`), so it cannot pass here and fail
+/// on a machine that writes "play-hamlet". A failure shows the raw and the normalized text.
+#[track_caller]
+pub fn assert_mentions_any(what: &str, text: &str, phrases: &[&str]) {
+    use edgevox::text;
+    for variant in text::machine_variants(text) {
+        assert!(
+            phrases.iter().any(|p| text::mentions(&variant, p)),
+            "{what} does not mention any of {phrases:?}\n  raw:        {text:?}\n  \
+             spelled as: {variant:?}\n  normalized: {:?}",
+            text::normalize(&variant)
+        );
+    }
+}
+
+/// [`assert_mentions_any`] with one phrase.
+#[track_caller]
+pub fn assert_mentions(what: &str, text: &str, phrase: &str) {
+    assert_mentions_any(what, text, &[phrase]);
+}
+
+/// The string at `v[key]` of a turn report (an empty string where it is null).
+pub fn field<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_default()
+}

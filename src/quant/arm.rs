@@ -1,0 +1,169 @@
+//! NEON block kernels (aarch64). Per 32-block the 4-bit codes are split into two 16-byte
+//! vectors (low nibbles: weights 0..15, high: 16..31). Without dotprod (Cortex-A53/A72)
+//! `smull`/`smlal` multiply them with the signed activations into 16-bit pair sums (at most
+//! 2 · 15 · 127, or 2 · 128 · 127 for Q8_0: no overflow) and `sadalp` widens them into four
+//! 32-bit sums; with dotprod (A55/A76) one `sdot` does four bytes at a time straight into
+//! 32 bits. One FMA then adds the sums, scaled by `d_w d_x`, to the row's accumulator. The
+//! integer part is exact; only the float additions' order differs from the portable twin.
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+use super::portable::scale;
+use super::{ActBlock, BlockType, QK, dispatch_rows};
+
+/// # Safety
+/// The CPU must have NEON (and dotprod when `dot` is set); `w` holds `n` rows of `nb` blocks
+/// of `ty`, `acts` holds `m * nb` blocks and `out` `n * m` values.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn matmul(
+    ty: BlockType,
+    w: &[u8],
+    n: usize,
+    nb: usize,
+    acts: &[ActBlock],
+    m: usize,
+    out: &mut [f32],
+    dot: bool,
+) {
+    debug_assert!(w.len() >= n * nb * ty.block_bytes());
+    debug_assert!(acts.len() >= m * nb && out.len() >= n * m);
+    // SAFETY (all six): the caller's contract above is the kernels' contract.
+    unsafe {
+        match (ty, dot) {
+            (BlockType::Q4_0, false) => dispatch_rows!(m, q4_0_neon, w, n, nb, acts, out),
+            (BlockType::Q4_1, false) => dispatch_rows!(m, q4_1_neon, w, n, nb, acts, out),
+            (BlockType::Q8_0, false) => dispatch_rows!(m, q8_0_neon, w, n, nb, acts, out),
+            (BlockType::Q4_0, true) => dispatch_rows!(m, q4_0_dot, w, n, nb, acts, out),
+            (BlockType::Q4_1, true) => dispatch_rows!(m, q4_1_dot, w, n, nb, acts, out),
+            (BlockType::Q8_0, true) => dispatch_rows!(m, q8_0_dot, w, n, nb, acts, out),
+        }
+    }
+}
+
+/// Σ a[j] b[j] over 16 signed bytes, into four 32-bit lanes, with `smull`/`smlal`.
+#[inline(always)]
+unsafe fn mul_add_neon(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: NEON is present (the callers' target feature).
+    unsafe {
+        let p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let p = vmlal_high_s8(p, a, b);
+        vpadalq_s16(acc, p)
+    }
+}
+
+/// The same with `sdot` (written as assembly: the intrinsic is not stable Rust).
+#[inline(always)]
+unsafe fn mul_add_dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: only called from functions compiled with the dotprod feature on a CPU that has
+    // it; the instruction reads and writes registers only.
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// The 4-bit kernels, generic over the multiply-add and over Q4_1's min (`MIN`) / Q4_0's
+/// offset: `d_w (d_x Σ n q - 8 s_x)`.
+macro_rules! q4_kernel {
+    ($name:ident, $feature:literal, $mul_add:ident, $min:expr) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<const M: usize>(
+            w: &[u8],
+            n: usize,
+            nb: usize,
+            acts: &[ActBlock],
+            out: &mut [f32],
+        ) {
+            let min: bool = $min;
+            let bb = if min { 20 } else { 18 };
+            let body = bb - QK / 2;
+            for i in 0..n {
+                let row = &w[i * nb * bb..(i + 1) * nb * bb];
+                // SAFETY: every load reads inside `row` (16 code bytes at `body` of a block
+                // whose length the slice checks) or inside one activation block's 32 codes.
+                unsafe {
+                    let mut acc = [vdupq_n_f32(0.0); M];
+                    let mut extra = [0f32; M];
+                    for b in 0..nb {
+                        let block = &row[b * bb..(b + 1) * bb];
+                        let d = scale(block, 0);
+                        let q = vld1q_u8(block.as_ptr().add(body));
+                        let lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f)));
+                        let hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+                        for r in 0..M {
+                            let x = &acts[r * nb + b];
+                            let x0 = vld1q_s8(x.qs.as_ptr());
+                            let x1 = vld1q_s8(x.qs.as_ptr().add(16));
+                            let s = $mul_add(vdupq_n_s32(0), lo, x0);
+                            let s = $mul_add(s, hi, x1);
+                            acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(s), d * x.d);
+                            extra[r] += if min {
+                                scale(block, 2) * x.s
+                            } else {
+                                -8.0 * d * x.s
+                            };
+                        }
+                    }
+                    for r in 0..M {
+                        out[i * M + r] = vaddvq_f32(acc[r]) + extra[r];
+                    }
+                }
+            }
+        }
+    };
+}
+
+macro_rules! q8_kernel {
+    ($name:ident, $feature:literal, $mul_add:ident) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<const M: usize>(
+            w: &[u8],
+            n: usize,
+            nb: usize,
+            acts: &[ActBlock],
+            out: &mut [f32],
+        ) {
+            let bb = 34;
+            for i in 0..n {
+                let row = &w[i * nb * bb..(i + 1) * nb * bb];
+                // SAFETY: every load reads inside `row` (32 code bytes after a block's scale)
+                // or inside one activation block's 32 codes.
+                unsafe {
+                    let mut acc = [vdupq_n_f32(0.0); M];
+                    for b in 0..nb {
+                        let block = &row[b * bb..(b + 1) * bb];
+                        let d = scale(block, 0);
+                        let w0 = vld1q_s8(block.as_ptr().add(2) as *const i8);
+                        let w1 = vld1q_s8(block.as_ptr().add(18) as *const i8);
+                        for r in 0..M {
+                            let x = &acts[r * nb + b];
+                            let x0 = vld1q_s8(x.qs.as_ptr());
+                            let x1 = vld1q_s8(x.qs.as_ptr().add(16));
+                            let s = $mul_add(vdupq_n_s32(0), w0, x0);
+                            let s = $mul_add(s, w1, x1);
+                            acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(s), d * x.d);
+                        }
+                    }
+                    for r in 0..M {
+                        out[i * M + r] = vaddvq_f32(acc[r]);
+                    }
+                }
+            }
+        }
+    };
+}
+
+q4_kernel!(q4_0_neon, "neon", mul_add_neon, false);
+q4_kernel!(q4_1_neon, "neon", mul_add_neon, true);
+q8_kernel!(q8_0_neon, "neon", mul_add_neon);
+q4_kernel!(q4_0_dot, "neon,dotprod", mul_add_dot, false);
+q4_kernel!(q4_1_dot, "neon,dotprod", mul_add_dot, true);
+q8_kernel!(q8_0_dot, "neon,dotprod", mul_add_dot);

@@ -1,0 +1,113 @@
+//! The portable twin of the block kernels: plain Rust, the reference every SIMD path is
+//! tested against, and what runs on a CPU without one.
+
+use super::{ActBlock, BlockType, QK, dispatch_rows, f16_to_f32};
+
+#[inline(always)]
+pub(super) fn scale(block: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([block[at], block[at + 1]]))
+}
+
+/// The integer code of weight `j` in a block (a nibble 0..15 for the 4-bit types, the signed
+/// byte for Q8_0).
+#[inline(always)]
+pub(super) fn weight_code(ty: BlockType, block: &[u8], j: usize) -> i32 {
+    match ty {
+        BlockType::Q4_0 | BlockType::Q4_1 => {
+            let qs = &block[block.len() - QK / 2..];
+            if j < QK / 2 {
+                (qs[j] & 0x0f) as i32
+            } else {
+                (qs[j - QK / 2] >> 4) as i32
+            }
+        }
+        BlockType::Q8_0 => block[2 + j] as i8 as i32,
+    }
+}
+
+pub(super) fn dequantize_row(ty: BlockType, row: &[u8], out: &mut [f32]) {
+    let bb = ty.block_bytes();
+    for (block, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(QK)) {
+        let d = scale(block, 0);
+        for (j, v) in o.iter_mut().enumerate() {
+            let q = weight_code(ty, block, j) as f32;
+            *v = match ty {
+                BlockType::Q4_0 => d * (q - 8.0),
+                BlockType::Q4_1 => d * q + scale(block, 2),
+                BlockType::Q8_0 => d * q,
+            };
+        }
+    }
+}
+
+pub(super) fn matmul(
+    ty: BlockType,
+    w: &[u8],
+    n: usize,
+    nb: usize,
+    acts: &[ActBlock],
+    m: usize,
+    out: &mut [f32],
+) {
+    match ty {
+        BlockType::Q4_0 => dispatch_rows!(m, q4_0, w, n, nb, acts, out),
+        BlockType::Q4_1 => dispatch_rows!(m, q4_1, w, n, nb, acts, out),
+        BlockType::Q8_0 => dispatch_rows!(m, q8_0, w, n, nb, acts, out),
+    }
+}
+
+/// Σ nibble(j) · q[j] over one 4-bit block.
+#[inline(always)]
+fn nibble_dot(qs: &[u8], x: &[i8; QK]) -> i32 {
+    let mut sum = 0i32;
+    for j in 0..QK / 2 {
+        sum += (qs[j] & 0x0f) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[j + QK / 2] as i32;
+    }
+    sum
+}
+
+fn q4_1<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
+    for (i, row) in w.chunks_exact(nb * 20).take(n).enumerate() {
+        let mut acc = [0f32; M];
+        for (b, block) in row.chunks_exact(20).enumerate() {
+            let (d, mn) = (scale(block, 0), scale(block, 2));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let x = &acts[r * nb + b];
+                *a += d * x.d * nibble_dot(&block[4..], &x.qs) as f32 + mn * x.s;
+            }
+        }
+        out[i * M..(i + 1) * M].copy_from_slice(&acc);
+    }
+}
+
+fn q4_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
+    for (i, row) in w.chunks_exact(nb * 18).take(n).enumerate() {
+        let mut acc = [0f32; M];
+        for (b, block) in row.chunks_exact(18).enumerate() {
+            let d = scale(block, 0);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let x = &acts[r * nb + b];
+                *a += d * (x.d * nibble_dot(&block[2..], &x.qs) as f32 - 8.0 * x.s);
+            }
+        }
+        out[i * M..(i + 1) * M].copy_from_slice(&acc);
+    }
+}
+
+fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
+    for (i, row) in w.chunks_exact(nb * 34).take(n).enumerate() {
+        let mut acc = [0f32; M];
+        for (b, block) in row.chunks_exact(34).enumerate() {
+            let d = scale(block, 0);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let x = &acts[r * nb + b];
+                let mut sum = 0i32;
+                for j in 0..QK {
+                    sum += block[2 + j] as i8 as i32 * x.qs[j] as i32;
+                }
+                *a += d * x.d * sum as f32;
+            }
+        }
+        out[i * M..(i + 1) * M].copy_from_slice(&acc);
+    }
+}

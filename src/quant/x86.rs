@@ -1,0 +1,140 @@
+//! AVX2 + FMA block kernels (x86_64). Per 32-block: the 4-bit codes are spread to 32 bytes
+//! (low nibbles, then high), `maddubs` multiplies them by the signed activations into 16-bit
+//! pair sums (at most 2 · 15 · 127, or 2 · 128 · 127 for Q8_0: no saturation), `madd` by ones
+//! widens to eight 32-bit sums, and one FMA adds them, scaled by `d_w d_x`, to the row's
+//! accumulator. The integer part is exact; only the float additions' order differs from the
+//! portable twin.
+
+use std::arch::x86_64::*;
+
+use super::portable::scale;
+use super::{ActBlock, BlockType, QK, dispatch_rows};
+
+/// # Safety
+/// The CPU must have AVX2 and FMA; `w` holds `n` rows of `nb` blocks of `ty`, `acts` holds
+/// `m * nb` blocks and `out` `n * m` values.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn matmul(
+    ty: BlockType,
+    w: &[u8],
+    n: usize,
+    nb: usize,
+    acts: &[ActBlock],
+    m: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(w.len() >= n * nb * ty.block_bytes());
+    debug_assert!(acts.len() >= m * nb && out.len() >= n * m);
+    // SAFETY (all three): the caller's contract above is the kernels' contract.
+    unsafe {
+        match ty {
+            BlockType::Q4_0 => dispatch_rows!(m, q4_0, w, n, nb, acts, out),
+            BlockType::Q4_1 => dispatch_rows!(m, q4_1, w, n, nb, acts, out),
+            BlockType::Q8_0 => dispatch_rows!(m, q8_0, w, n, nb, acts, out),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    // SAFETY: AVX is implied by the caller's AVX2.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_0<const M: usize>(w: &[u8], n: usize, nb: usize, a: &[ActBlock], o: &mut [f32]) {
+    // SAFETY: the caller's contract (see `matmul`).
+    unsafe { q4::<M, false>(w, n, nb, a, o) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_1<const M: usize>(w: &[u8], n: usize, nb: usize, a: &[ActBlock], o: &mut [f32]) {
+    // SAFETY: the caller's contract (see `matmul`).
+    unsafe { q4::<M, true>(w, n, nb, a, o) }
+}
+
+/// Q4_0 (`MIN = false`) and Q4_1 (`MIN = true`) rows. Q4_0's `-8` offset is taken out with the
+/// activation block's sum: `d_w (d_x Σ n q - 8 s_x)`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4<const M: usize, const MIN: bool>(
+    w: &[u8],
+    n: usize,
+    nb: usize,
+    acts: &[ActBlock],
+    out: &mut [f32],
+) {
+    let bb = if MIN { 20 } else { 18 };
+    let body = bb - QK / 2;
+    let low = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    for i in 0..n {
+        let row = &w[i * nb * bb..(i + 1) * nb * bb];
+        let mut acc = [_mm256_setzero_ps(); M];
+        let mut extra = [0f32; M];
+        for b in 0..nb {
+            let block = &row[b * bb..(b + 1) * bb];
+            let d = scale(block, 0);
+            // SAFETY: `block` has 16 code bytes at `body` (length checked by the slice), and
+            // each activation block's 32 codes are one unaligned 256-bit load.
+            unsafe {
+                let q = _mm_loadu_si128(block.as_ptr().add(body) as *const __m128i);
+                let codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);
+                for r in 0..M {
+                    let x = &acts[r * nb + b];
+                    let xq = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+                    let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
+                    acc[r] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc[r]);
+                    extra[r] += if MIN {
+                        scale(block, 2) * x.s
+                    } else {
+                        -8.0 * d * x.s
+                    };
+                }
+            }
+        }
+        for r in 0..M {
+            // SAFETY: AVX2 is enabled for this function.
+            out[i * M + r] = unsafe { hsum(acc[r]) } + extra[r];
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
+    let bb = 34;
+    let ones = _mm256_set1_epi16(1);
+    for i in 0..n {
+        let row = &w[i * nb * bb..(i + 1) * nb * bb];
+        let mut acc = [_mm256_setzero_ps(); M];
+        for b in 0..nb {
+            let block = &row[b * bb..(b + 1) * bb];
+            let d = scale(block, 0);
+            // SAFETY: `block` has 32 code bytes after its scale (length checked by the slice).
+            unsafe {
+                let wq = _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i);
+                // maddubs wants one unsigned operand: |w| times x with w's sign.
+                let wabs = _mm256_sign_epi8(wq, wq);
+                for r in 0..M {
+                    let x = &acts[r * nb + b];
+                    let xq = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+                    let sums = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xq, wq)),
+                        ones,
+                    );
+                    acc[r] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc[r]);
+                }
+            }
+        }
+        for r in 0..M {
+            // SAFETY: AVX2 is enabled for this function.
+            out[i * M + r] = unsafe { hsum(acc[r]) };
+        }
+    }
+}

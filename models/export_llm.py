@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Export a Llama-architecture GGUF (SmolLM2) to an ONNX model that tract runs.
 
-    python3 models/export_llm.py GGUF OUT_DIR [--variant q4|f32]
+    python3 models/export_llm.py GGUF OUT_DIR [--variant q4_1|q4|f32]
 
 Writes into OUT_DIR:
   model.onnx      the decoder with a KV cache as explicit inputs/outputs
+  weights.bin     (q4_1 only) the GGUF's weight blocks, byte for byte, one tensor after the
+                  other at 64-byte boundaries: the runtime memory-maps it
   tokenizer.json  for the `tokenizers` crate, rebuilt from the GGUF's vocab and merges
   llm.json        hyper-parameters, chat template pieces, stop tokens, and the size and
                   sha256 of the two files above (the runtime checks them before use)
@@ -22,8 +24,15 @@ Graph layout (what ONNX Runtime GenAI emits for Llama, minus its GroupQueryAtten
            multi-token step on a non-empty cache, which the prefix cache and batched prefill
            of a question after the system prompt both need.
 
-The `f32` variant keeps the GGUF's weights exactly as they dequantize (plain MatMul and
-Gather) so the cost of re-quantizing Q4_1 to Q4_0 can be measured against it.
+Variants:
+  q4_1  (the default) the GGUF's own blocks, never re-quantized: Q4_1 projections, the Q8_0
+        tied embedding that is also the LM head (one buffer). They run in edgevox's own ops,
+        `ai.edgevox` domain: EdgevoxBlockLinear (y = x @ W^T, activations quantized to 8 bits
+        per 32-block, integer block dot products) and EdgevoxBlockGather (embedding rows).
+        Q, K and V are one product (then Split), so are gate and up: the activation is
+        quantized once per stage. The op's attributes say where its tensor is in weights.bin.
+  q4    today's MatMulNBits graph, re-quantized to Q4_0 (kept for comparison)
+  f32   the GGUF's weights exactly as they dequantize (plain MatMul and Gather): the reference
 """
 from __future__ import annotations
 
@@ -93,6 +102,34 @@ def read_config(reader) -> LlamaConfig:
         rope_base=float(_field(reader, "llama.rope.freq_base", 10000.0)),
         rms_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
     )
+
+
+@dataclass
+class RawTensor:
+    """A tensor's blocks as the GGUF stores them: [rows, row_bytes] uint8 and the block type."""
+    kind: str  # q4_0, q4_1 or q8_0
+    data: np.ndarray
+
+
+RAW_KINDS = {"Q4_0": "q4_0", "Q4_1": "q4_1", "Q8_0": "q8_0"}
+BLOCK_BYTES = {"q4_0": 18, "q4_1": 20, "q8_0": 34}
+
+
+def read_raw(reader) -> dict[str, RawTensor]:
+    """The quantized tensors' blocks, untouched (a type edgevox has no kernel for is refused
+    by the q4_1 export, naming the tensor)."""
+    out = {}
+    for t in reader.tensors:
+        kind = RAW_KINDS.get(t.tensor_type.name)
+        if t.tensor_type.name == "F32":
+            continue
+        if kind is None:
+            out[t.name] = RawTensor(t.tensor_type.name.lower(), np.zeros((0, 0), np.uint8))
+            continue
+        rows = int(t.shape[1]) if len(t.shape) > 1 else 1
+        data = np.ascontiguousarray(np.asarray(t.data, dtype=np.uint8).reshape(rows, -1))
+        out[t.name] = RawTensor(kind, data)
+    return out
 
 
 def read_tensors(reader) -> dict[str, np.ndarray]:
@@ -180,12 +217,50 @@ def dequantize_q4_0(packed: np.ndarray, scale: np.ndarray) -> np.ndarray:
 # Graph building
 
 
+class WeightFile:
+    """weights.bin being laid out: each tensor's blocks at a 64-byte boundary."""
+    ALIGN = 64
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.index: dict[str, dict] = {}
+
+    def add(self, name: str, raw: RawTensor, cols: int) -> dict:
+        if raw.kind not in BLOCK_BYTES:
+            raise ExportError(f"tensor {name} is {raw.kind.upper()}: edgevox's kernels read Q4_0, Q4_1 and Q8_0")
+        if name in self.index:
+            return self.index[name]
+        rows = raw.data.shape[0]
+        if cols % BLOCK or raw.data.shape[1] != cols // BLOCK * BLOCK_BYTES[raw.kind]:
+            raise ExportError(f"tensor {name}: {raw.data.shape[1]} bytes a row do not hold {cols} {raw.kind} weights")
+        pad = -self.size % self.ALIGN
+        self.parts.append(b"\0" * pad)
+        self.size += pad
+        blob = raw.data.tobytes()
+        entry = {"type": raw.kind, "rows": rows, "cols": cols, "offset": self.size, "bytes": len(blob)}
+        self.parts.append(blob)
+        self.size += len(blob)
+        self.index[name] = entry
+        return entry
+
+    def write(self, path: Path) -> None:
+        with open(path, "wb") as f:
+            for p in self.parts:
+                f.write(p)
+
+
+EDGEVOX = "ai.edgevox"
+
+
 class Graph:
-    def __init__(self, variant: str):
+    def __init__(self, variant: str, raw: dict[str, RawTensor] | None = None):
         self.variant = variant
         self.nodes: list = []
         self.inits: list = []
         self._n = 0
+        self.raw = raw or {}
+        self.weights = WeightFile()
 
     def name(self, base: str) -> str:
         self._n += 1
@@ -201,9 +276,17 @@ class Graph:
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=base, domain=domain, **attrs))
         return outs[0] if len(outs) == 1 else outs
 
+    def block_linear(self, x: str, name: str, raw: RawTensor, k: int, out=None) -> str:
+        """y = x @ W.T with W the GGUF's blocks [N, K] (edgevox's own op)."""
+        e = self.weights.add(name, raw, k)
+        return self.op("EdgevoxBlockLinear", [x], domain=EDGEVOX, out=out, tensor=name,
+                       type=e["type"], N=e["rows"], K=k, offset=e["offset"], bytes=e["bytes"])
+
     def linear(self, x: str, w: np.ndarray, name: str, out=None) -> str:
         """y = x @ w.T with w [N, K]."""
         n, k = w.shape
+        if self.variant == "q4_1":
+            return self.block_linear(x, name, self.raw_rows(name), k, out=out)
         if self.variant == "f32":
             wt = self.const(name + ".weight", w.T.astype(np.float32))
             return self.op("MatMul", [x, wt], out=out)
@@ -213,6 +296,28 @@ class Graph:
         return self.op("MatMulNBits", [x, b, s], domain=MS, out=out, K=k, N=n, bits=4, block_size=BLOCK)
 
 
+    def raw_rows(self, name: str, n_head: int | None = None) -> RawTensor:
+        """The GGUF blocks of `name`.weight, with attn_q / attn_k's rows un-permuted (whole rows
+        of blocks move, so the blocks themselves are untouched)."""
+        key = name + ".weight"
+        if key not in self.raw:
+            raise ExportError(f"tensor {key} is not quantized in the GGUF (edgevox's q4_1 export needs its blocks)")
+        r = self.raw[key]
+        if n_head is not None and r.kind in BLOCK_BYTES:
+            r = RawTensor(r.kind, np.ascontiguousarray(unpermute_qk(r.data, n_head)))
+        return r
+
+    def fused_linear(self, x: str, parts: list[tuple[str, RawTensor]], name: str, k: int) -> list[str]:
+        """One product for several weights sharing an input (rows stacked), then Split."""
+        kinds = {r.kind for _, r in parts}
+        if len(kinds) != 1:
+            raise ExportError(f"{name}: {', '.join(p for p, _ in parts)} mix block types {sorted(kinds)}")
+        stacked = RawTensor(kinds.pop(), np.concatenate([r.data for _, r in parts], axis=0))
+        y = self.block_linear(x, name, stacked, k)
+        sizes = self.const(self.name("split"), np.array([r.data.shape[0] for _, r in parts], dtype=np.int64))
+        return self.op("Split", [y, sizes], n_out=len(parts), axis=-1)
+
+
 def rope_tables(cfg: LlamaConfig) -> tuple[np.ndarray, np.ndarray]:
     half = cfg.head_dim // 2
     inv_freq = 1.0 / (cfg.rope_base ** (np.arange(0, half, dtype=np.float64) * 2 / cfg.head_dim))
@@ -220,10 +325,16 @@ def rope_tables(cfg: LlamaConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 
-def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onnx.ModelProto:
-    if variant not in ("q4", "f32"):
-        raise ExportError(f"unknown variant {variant!r} (q4 or f32)")
-    g = Graph(variant)
+VARIANTS = ("q4_1", "q4", "f32")
+
+
+def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str,
+                raw: dict[str, RawTensor] | None = None) -> tuple[onnx.ModelProto, WeightFile]:
+    if variant not in VARIANTS:
+        raise ExportError(f"unknown variant {variant!r} ({', '.join(VARIANTS)})")
+    if variant == "q4_1" and not raw:
+        raise ExportError("the q4_1 variant needs the GGUF's quantized blocks")
+    g = Graph(variant, raw)
     H, D, KV = cfg.hidden, cfg.head_dim, cfg.n_kv_heads
     group = cfg.n_heads // KV
     i64 = lambda *v: g.const(g.name("shape"), np.array(v, dtype=np.int64))
@@ -234,7 +345,11 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onn
     scale = g.const("attn_scale", np.array(1.0 / np.sqrt(D), dtype=np.float32))
 
     emb = t["token_embd.weight"]
-    if variant == "f32":
+    if variant == "q4_1":
+        e = g.weights.add("token_embd", g.raw_rows("token_embd"), cfg.hidden)
+        h = g.op("EdgevoxBlockGather", ["input_ids"], domain=EDGEVOX, tensor="token_embd",
+                 type=e["type"], N=e["rows"], K=cfg.hidden, offset=e["offset"], bytes=e["bytes"])
+    elif variant == "f32":
         table = g.const("embed.weight", emb)
         h = g.op("Gather", [table, "input_ids"], axis=0)
     else:
@@ -268,9 +383,14 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onn
             x, _, _, h = g.op("SkipSimplifiedLayerNormalization", [skip_in, h, norm_w], domain=MS,
                               out=[g.name("sln"), "", "", g.name("resid")], epsilon=cfg.rms_eps)
 
-        q = g.linear(x, unpermute_qk(t[p + "attn_q.weight"], cfg.n_heads), p + "attn_q")
-        k = g.linear(x, unpermute_qk(t[p + "attn_k.weight"], KV), p + "attn_k")
-        v = g.linear(x, t[p + "attn_v.weight"], p + "attn_v")
+        if variant == "q4_1":
+            q, k, v = g.fused_linear(x, [("q", g.raw_rows(p + "attn_q", cfg.n_heads)),
+                                         ("k", g.raw_rows(p + "attn_k", KV)),
+                                         ("v", g.raw_rows(p + "attn_v"))], p + "attn_qkv", H)
+        else:
+            q = g.linear(x, unpermute_qk(t[p + "attn_q.weight"], cfg.n_heads), p + "attn_q")
+            k = g.linear(x, unpermute_qk(t[p + "attn_k.weight"], KV), p + "attn_k")
+            v = g.linear(x, t[p + "attn_v.weight"], p + "attn_v")
 
         def heads(y, n):  # [B, S, n*D] -> [B, n, S, D]
             return g.op("Transpose", [g.op("Reshape", [y, i64(0, 0, n, D)])], perm=[0, 2, 1, 3])
@@ -296,8 +416,12 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onn
         ffn_w = g.const(p + "ffn_norm.weight", t[p + "ffn_norm.weight"])
         x, _, _, h = g.op("SkipSimplifiedLayerNormalization", [attn, h, ffn_w], domain=MS,
                           out=[g.name("sln"), "", "", g.name("resid")], epsilon=cfg.rms_eps)
-        gate = g.linear(x, t[p + "ffn_gate.weight"], p + "ffn_gate")
-        up = g.linear(x, t[p + "ffn_up.weight"], p + "ffn_up")
+        if variant == "q4_1":
+            gate, up = g.fused_linear(x, [("gate", g.raw_rows(p + "ffn_gate")),
+                                          ("up", g.raw_rows(p + "ffn_up"))], p + "ffn_gate_up", H)
+        else:
+            gate = g.linear(x, t[p + "ffn_gate.weight"], p + "ffn_gate")
+            up = g.linear(x, t[p + "ffn_up.weight"], p + "ffn_up")
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
         skip_in = g.linear(act, t[p + "ffn_down.weight"], p + "ffn_down")
 
@@ -305,7 +429,12 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onn
     x, _, _, _ = g.op("SkipSimplifiedLayerNormalization", [skip_in, h, out_w], domain=MS,
                       out=[g.name("sln"), "", "", ""], epsilon=cfg.rms_eps)
     last = g.op("Slice", [x, i64(-1), i64(np.iinfo(np.int64).max), i64(1)])
-    if variant == "f32":
+    if variant == "q4_1":
+        # The embedding's own blocks: one buffer serves the lookup and the LM head.
+        e = g.weights.index["token_embd"]
+        g.op("EdgevoxBlockLinear", [last], domain=EDGEVOX, out=["logits"], tensor="token_embd",
+             type=e["type"], N=e["rows"], K=cfg.hidden, offset=e["offset"], bytes=e["bytes"])
+    elif variant == "f32":
         g.op("MatMul", [last, g.op("Transpose", [table], perm=[1, 0])], out=["logits"])
     else:
         g.linear(last, emb, "lm_head", out=["logits"])
@@ -313,11 +442,11 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str) -> onn
     graph = helper.make_graph(g.nodes, "edgevox-llama", inputs, outputs, initializer=g.inits)
     model = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)],
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1), helper.make_opsetid(EDGEVOX, 1)],
         producer_name="edgevox-export-llm",
     )
     model.ir_version = 10
-    return model
+    return model, g.weights
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +532,7 @@ def chat_template_pieces(reader) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def export(gguf_path: Path, out_dir: Path, variant: str = "q4") -> dict:
+def export(gguf_path: Path, out_dir: Path, variant: str = "q4_1") -> dict:
     from gguf import GGUFReader
 
     try:
@@ -413,6 +542,7 @@ def export(gguf_path: Path, out_dir: Path, variant: str = "q4") -> dict:
     cfg = read_config(reader)
     tensors = read_tensors(reader)
     check_tensors(cfg, tensors)
+    raw = read_raw(reader) if variant == "q4_1" else None
     tok = _field(reader, "tokenizer.ggml.tokens")
     stop_names = ["<|im_end|>", "<|endoftext|>"]
     stop_ids = [int(tok.index(n)) for n in stop_names if n in tok]
@@ -426,19 +556,27 @@ def export(gguf_path: Path, out_dir: Path, variant: str = "q4") -> dict:
         "stop_ids": stop_ids,
         "chat": chat_template_pieces(reader),
     }
-    return write_export(out_dir, cfg, tensors, build_tokenizer(reader), meta, variant)
+    return write_export(out_dir, cfg, tensors, build_tokenizer(reader), meta, variant, raw)
 
 
 def write_export(out_dir: Path, cfg: LlamaConfig, tensors: dict[str, np.ndarray], tokenizer: dict,
-                 meta: dict, variant: str) -> dict:
-    """Writes model.onnx, tokenizer.json and llm.json (meta gives source, bos_id, stop_ids, chat)."""
+                 meta: dict, variant: str, raw: dict[str, RawTensor] | None = None) -> dict:
+    """Writes model.onnx, tokenizer.json, llm.json (meta gives source, bos_id, stop_ids, chat)
+    and, for q4_1, weights.bin (`raw`: the GGUF's blocks by tensor name)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"export: building {variant} graph ({cfg.n_layers} layers)", flush=True)
-    model = build_model(cfg, tensors, variant)
+    model, weights = build_model(cfg, tensors, variant, raw)
     onnx_path = out_dir / "model.onnx"
     onnx.save(model, onnx_path)
     tok_path = out_dir / "tokenizer.json"
     tok_path.write_text(json.dumps(tokenizer, ensure_ascii=False))
+    files = [onnx_path, tok_path]
+    weights_path = out_dir / "weights.bin"
+    if weights.index:
+        weights.write(weights_path)
+        files.append(weights_path)
+    elif weights_path.exists():
+        weights_path.unlink()
 
     meta = {
         "format": 1,
@@ -446,9 +584,11 @@ def write_export(out_dir: Path, cfg: LlamaConfig, tensors: dict[str, np.ndarray]
         "config": asdict(cfg),
         **meta,
         "files": {
-            p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in (onnx_path, tok_path)
+            p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in files
         },
     }
+    if weights.index:
+        meta["weights"] = weights.index
     (out_dir / "llm.json").write_text(json.dumps(meta, indent=2))
     print(f"export: wrote {onnx_path} ({meta['files']['model.onnx']['size']} bytes)", flush=True)
     return meta
@@ -458,7 +598,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("gguf", type=Path)
     ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--variant", choices=["q4", "f32"], default="q4")
+    ap.add_argument("--variant", choices=list(VARIANTS), default="q4_1")
     args = ap.parse_args(argv)
     try:
         export(args.gguf, args.out_dir, args.variant)

@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """A tiny synthetic Llama for the runtime's unit tests (they run under qemu-aarch64 too).
 
-    python3 models/tiny_llm.py OUT_DIR [--seed N]
+    python3 models/tiny_llm.py OUT_DIR [--seed N] [--variant q4|q4_1]
 
-Random weights in GGUF layout go through the real exporter (`export_llm.write_export`, q4
-variant: MatMulNBits, GatherBlockQuantized, RoPE, grouped attention, KV cache), with a
-byte-level tokenizer (one token per byte plus ChatML's three special tokens). Next to the
-model it writes `reference.json`: a plain numpy forward pass (float64, the same 4-bit
-weights) giving the prompt's token ids, a greedy continuation and the logits at
-every step of it, so the Rust side checks tract's execution against arithmetic done elsewhere.
-A few hundred KiB; generated in a second, never committed.
+Random weights in GGUF layout go through the real exporter (`export_llm.write_export`), with a
+byte-level tokenizer (one token per byte plus ChatML's three special tokens):
+  q4    MatMulNBits, GatherBlockQuantized, RoPE, grouped attention, KV cache (tract's kernels);
+  q4_1  the weights quantized to GGUF Q4_1 blocks (projections) and Q8_0 (the tied embedding)
+        by the gguf package, run by edgevox's own ops from weights.bin.
+Next to the model it writes `reference.json`: a plain numpy forward pass (float64, the same
+quantized weights; for q4_1 each product's input is first rounded to 8 bits per 32-block by
+llama.cpp's rule, as edgevox's kernels do) giving the prompt's token ids, a greedy
+continuation and the logits at every step of it, so the Rust side checks tract's execution
+and edgevox's kernels against arithmetic done elsewhere. A few hundred KiB; generated in a
+second, never committed.
 """
 from __future__ import annotations
 
@@ -104,6 +108,40 @@ def quantized(w: np.ndarray) -> np.ndarray:
     return ex.dequantize_q4_0(*ex.quantize_q4_0(w)).astype(np.float64)
 
 
+def gguf_blocks(t: dict[str, np.ndarray]) -> dict[str, ex.RawTensor]:
+    """The tensors as a Q4_1 GGUF stores them: Q4_1 projections, Q8_0 embedding."""
+    import gguf
+    from gguf.quants import quantize
+
+    raw = {}
+    for name, w in t.items():
+        if w.ndim != 2:
+            continue
+        kind = gguf.GGMLQuantizationType.Q8_0 if name == "token_embd.weight" else gguf.GGMLQuantizationType.Q4_1
+        raw[name] = ex.RawTensor(kind.name.lower(), np.ascontiguousarray(quantize(w, kind)))
+    return raw
+
+
+def dequantized(raw: ex.RawTensor, cols: int) -> np.ndarray:
+    import gguf
+    from gguf.quants import dequantize
+
+    kind = {"q4_1": gguf.GGMLQuantizationType.Q4_1, "q8_0": gguf.GGMLQuantizationType.Q8_0}[raw.kind]
+    return dequantize(raw.data, kind).reshape(raw.data.shape[0], cols).astype(np.float64)
+
+
+def act_q8(x: np.ndarray) -> np.ndarray:
+    """x rounded to 8 bits per 32-block: d = max|x| / 127, q = round(x / d) (halves away from
+    zero), clamped to ±127; returns d * q."""
+    shape = x.shape
+    b = x.reshape(-1, ex.BLOCK)
+    d = np.abs(b).max(axis=-1, keepdims=True) / 127.0
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    v = b * inv
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -127, 127)
+    return (q * d).reshape(shape)
+
+
 def rms_norm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
@@ -118,16 +156,23 @@ def rope(x, positions, cfg):
     return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
 
 
-def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
-    """Logits of the last position for the whole sequence `ids`."""
+def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int],
+            raw: dict[str, ex.RawTensor] | None = None) -> np.ndarray:
+    """Logits of the last position for the whole sequence `ids` (`raw`: the q4_1 variant)."""
     D, H, KV = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
-    emb = quantized(t["token_embd.weight"])
+    if raw is None:
+        weight = lambda name, f=None: quantized(f(t[name]) if f else t[name])
+        act = lambda x: x
+    else:
+        weight = lambda name, f=None: (f or (lambda w: w))(dequantized(raw[name], t[name].shape[1]))
+        act = act_q8
+    emb = weight("token_embd.weight")
     h = emb[ids]
     S = len(ids)
     mask = np.triu(np.full((S, S), -np.inf), k=1)
     for i in range(cfg.n_layers):
         p = f"blk.{i}."
-        lin = lambda x, name, f=None: x @ quantized(f(t[p + name]) if f else t[p + name]).T
+        lin = lambda x, name, f=None: act(x) @ weight(p + name, f).T
         x = rms_norm(h, t[p + "attn_norm.weight"], cfg.rms_eps)
         q = lin(x, "attn_q.weight", lambda w: ex.unpermute_qk(w, H)).reshape(S, H, D).transpose(1, 0, 2)
         k = lin(x, "attn_k.weight", lambda w: ex.unpermute_qk(w, KV)).reshape(S, KV, D).transpose(1, 0, 2)
@@ -144,13 +189,14 @@ def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int]) -> np
         gate, up = lin(x, "ffn_gate.weight"), lin(x, "ffn_up.weight")
         h = h + lin(gate / (1 + np.exp(-gate)) * up, "ffn_down.weight")
     x = rms_norm(h[-1], t["output_norm.weight"], cfg.rms_eps)
-    return x @ emb.T
+    return act(x) @ emb.T
 
 
-def build(out_dir: Path, seed: int = 8) -> dict:
+def build(out_dir: Path, seed: int = 8, variant: str = "q4") -> dict:
     rng = np.random.default_rng(seed)
     cfg = CONFIG
     tensors = random_tensors(cfg, rng)
+    raw = gguf_blocks(tensors) if variant == "q4_1" else None
     tokenizer, _ = byte_tokenizer()
     chat = {
         "system": {"prefix": "<|im_start|>system\n", "suffix": "<|im_end|>\n"},
@@ -160,12 +206,12 @@ def build(out_dir: Path, seed: int = 8) -> dict:
     }
     meta = {"source": {"file": f"synthetic seed {seed}", "sha256": ""},
             "bos_id": 256, "stop_ids": [257, 258], "chat": chat}
-    ex.write_export(out_dir, cfg, tensors, tokenizer, meta, "q4")
+    ex.write_export(out_dir, cfg, tensors, tokenizer, meta, variant, raw)
 
     ids = encode(PROMPT)
     seq, steps = list(ids), []
     for _ in range(GREEDY_STEPS):
-        logits = forward(cfg, tensors, seq)
+        logits = forward(cfg, tensors, seq, raw)
         steps.append([round(float(v), 6) for v in logits])
         seq.append(int(np.argmax(logits)))
     ref = {
@@ -182,8 +228,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--seed", type=int, default=8)
+    ap.add_argument("--variant", choices=["q4", "q4_1"], default="q4")
     args = ap.parse_args(argv)
-    ref = build(args.out_dir, args.seed)
+    ref = build(args.out_dir, args.seed, args.variant)
     print(f"tiny-llm: {args.out_dir} ({len(ref['prompt_ids'])}-token prompt, greedy {ref['greedy']})")
     return 0
 

@@ -305,7 +305,7 @@ fn failures_inside_turns_are_told_to_the_user_and_the_loop_goes_on() {
         inner: whisper(),
         turn: 0,
     };
-    let model = LlmModel::load(&cache().join("smollm2/q4"), &LoadOptions::default()).unwrap();
+    let model = LlmModel::load(&cache().join("smollm2/q4_1"), &LoadOptions::default()).unwrap();
     // A small context, so the third turn's question cannot fit.
     let mut chat = Chat::new(
         model,

@@ -90,3 +90,49 @@ def test_real_gguf_metadata_and_chat_template():
     assert "SmolLM" in chat["template_default_system_prompt"]
     tok = ex.build_tokenizer(r)
     assert len(tok["model"]["vocab"]) == 49152 and len(tok["added_tokens"]) == 17
+
+
+def test_q4_1_export_keeps_the_ggufs_blocks_byte_for_byte(tmp_path):
+    """weights.bin holds every projection's and the embedding's blocks exactly as the GGUF
+    has them (attn_q / attn_k rows un-permuted whole), at the offsets the graph's ops name."""
+    import json
+
+    import onnx
+    from gguf import GGUFReader
+
+    meta = ex.export(GGUF, tmp_path, "q4_1")
+    blob = (tmp_path / "weights.bin").read_bytes()
+    assert meta["files"]["weights.bin"]["size"] == len(blob)
+    reader = GGUFReader(GGUF)
+    raw = ex.read_raw(reader)
+    index = json.loads((tmp_path / "llm.json").read_text())["weights"]
+    cfg = ex.read_config(reader)
+
+    def at(name):
+        e = index[name]
+        assert e["offset"] % 64 == 0
+        return np.frombuffer(blob, np.uint8, e["bytes"], e["offset"]).reshape(e["rows"], -1)
+
+    assert np.array_equal(at("token_embd"), raw["token_embd.weight"].data)
+    qkv = at("blk.3.attn_qkv")
+    q = ex.unpermute_qk(raw["blk.3.attn_q.weight"].data, cfg.n_heads)
+    k = ex.unpermute_qk(raw["blk.3.attn_k.weight"].data, cfg.n_kv_heads)
+    assert np.array_equal(qkv, np.concatenate([q, k, raw["blk.3.attn_v.weight"].data]))
+    assert np.array_equal(at("blk.29.ffn_down"), raw["blk.29.ffn_down.weight"].data)
+    # The graph: edgevox's ops only for the weights, and the LM head reads the embedding's blocks.
+    graph = onnx.load(tmp_path / "model.onnx", load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"EdgevoxBlockLinear", "EdgevoxBlockGather"} <= ops and "MatMulNBits" not in ops
+    head = next(n for n in graph.node if n.output[0] == "logits")
+    attrs = {a.name: a for a in head.attribute}
+    assert attrs["tensor"].s == b"token_embd" and attrs["offset"].i == index["token_embd"]["offset"]
+
+
+def test_q4_1_export_refuses_blocks_it_has_no_kernel_for():
+    wf = ex.WeightFile()
+    with pytest.raises(ex.ExportError, match="blk.0.attn_q.*Q6_K"):
+        wf.add("blk.0.attn_q", ex.RawTensor("q6_k", np.zeros((0, 0), np.uint8)), 576)
+    with pytest.raises(ex.ExportError, match="blk.0.ffn_up.*do not hold 576 q4_1"):
+        wf.add("blk.0.ffn_up", ex.RawTensor("q4_1", np.zeros((4, 300), np.uint8)), 576)
+    with pytest.raises(ex.ExportError, match="blk.1.ffn_up.*do not hold 48 q4_1"):
+        wf.add("blk.1.ffn_up", ex.RawTensor("q4_1", np.zeros((4, 30), np.uint8)), 48)

@@ -28,3 +28,17 @@ def test_byte_tokenizer_ids():
     assert tiny_llm.encode("<|im_start|>hé<|im_end|>") == [256, ord("h"), 0xC3, 0xA9, 257]
     tok, vocab = tiny_llm.byte_tokenizer()
     assert len(tok["model"]["vocab"]) == 259 and sorted(vocab.values()) == list(range(256))
+
+
+def test_q4_1_twin_has_gguf_blocks_and_a_varied_reference(tmp_path):
+    """The q4_1 tiny model: weights.bin with Q4_1 projections and a Q8_0 embedding, and a
+    reference whose greedy run is not one token repeated (it would test little)."""
+    ref = tiny_llm.build(tmp_path, seed=10, variant="q4_1")
+    meta = json.loads((tmp_path / "llm.json").read_text())
+    kinds = {e["type"] for e in meta["weights"].values()}
+    assert kinds == {"q4_1", "q8_0"} and meta["weights"]["token_embd"]["type"] == "q8_0"
+    assert (tmp_path / "weights.bin").stat().st_size == meta["files"]["weights.bin"]["size"]
+    assert len(set(ref["greedy"])) > 3
+    # The 8-bit activation rounding is llama.cpp's: halves away from zero, ±127 at the peak.
+    x = np.array([0.5, -0.5, 127.0, -1.5] + [0.0] * 28)  # d = 1
+    assert np.array_equal(tiny_llm.act_q8(x)[:4], [1, -1, 127, -2])

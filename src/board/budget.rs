@@ -31,14 +31,24 @@ const WHISPER_COMPUTE: u64 = 42 * MIB;
 /// the ONNX file: twice the file, because the 49152 x 576 token embedding is held as f32
 /// (113 MB) while the file has it at 4 bits.
 const LLM_RESIDENT_PER_FILE_BYTE: f64 = 2.0;
+/// `weights.bin` (the q4_1 export: the GGUF's blocks, memory-mapped and read in place by
+/// edgevox's kernels), per byte of the file: held once, at load as while answering.
+const LLM_MAPPED_PER_FILE_BYTE: f64 = 1.0;
 /// Extra at load time (the parsed ONNX protobuf and tract's copies while it optimizes), per
 /// byte of the ONNX file; released once the plan is built.
 const LLM_LOAD_EXTRA_PER_FILE_BYTE: f64 = 0.42;
 /// The tokenizer in memory, per byte of `tokenizer.json`.
 const TOKENIZER_PER_FILE_BYTE: f64 = 6.0;
-/// The KV cache grows by concatenation, so the old and the new cache briefly coexist: what
-/// the allocator holds at a full context, per byte of the cache itself.
-const KV_GROWTH: f64 = 1.7;
+/// The KV cache grows by concatenation, so the old and the new cache coexist while a step
+/// runs: what the allocator holds at a full context, per byte of the cache itself (measured
+/// 1.95 with the q4_1 export on x86_64, `edgevox plan --measure`).
+const KV_GROWTH: f64 = 2.0;
+/// The LLM besides its weights, tokenizer and cache: tract's plan (RoPE tables, norms,
+/// scratch) and the per-step buffers, after the load-time heap is trimmed (measured 8 MiB).
+const LLM_RUNTIME: u64 = 10 * MIB;
+/// Held only while loading whatever the file sizes: the tokenizer's JSON being parsed and
+/// tract's optimizer (measured: 21 MiB above the loaded q4_1 model's resident size).
+const LLM_LOAD_FIXED: u64 = 24 * MIB;
 
 /// What the planner picked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,12 +83,23 @@ pub struct Plan {
     pub downgraded_from: Option<Choice>,
 }
 
+/// One exported LLM variant's file sizes.
+#[derive(Debug, Clone)]
+pub struct LlmSizes {
+    pub variant: String,
+    pub onnx: u64,
+    /// `weights.bin`, 0 where the variant has its weights inside `model.onnx`.
+    pub mapped: u64,
+    pub tokenizer: u64,
+    pub meta: LlmMeta,
+}
+
 /// File sizes the plan needs, read from the converters' records.
 #[derive(Debug, Clone)]
 pub struct ModelSizes {
     pub whisper: WhisperMeta,
-    /// Per LLM variant: (model.onnx, tokenizer.json) sizes and the model's shape.
-    pub llm: Vec<(String, u64, u64, LlmMeta)>,
+    /// Per LLM variant: its name, the sizes of its files and the model's shape.
+    pub llm: Vec<LlmSizes>,
     pub vad_bytes: u64,
 }
 
@@ -102,9 +123,13 @@ impl ModelSizes {
                 continue;
             }
             let meta = LlmMeta::read(&path)?;
-            let onnx = meta.recorded("model.onnx")?.size;
-            let tok = meta.recorded("tokenizer.json")?.size;
-            llm.push((meta.variant.clone(), onnx, tok, meta));
+            llm.push(LlmSizes {
+                variant: meta.variant.clone(),
+                onnx: meta.recorded("model.onnx")?.size,
+                mapped: meta.files.get("weights.bin").map_or(0, |r| r.size),
+                tokenizer: meta.recorded("tokenizer.json")?.size,
+                meta,
+            });
         }
         let vad_bytes = std::fs::metadata(vad).map(|m| m.len()).unwrap_or(0);
         Ok(ModelSizes {
@@ -181,7 +206,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
                 .join(", ")
         )
     })?;
-    let Some((_, onnx, tok, meta)) = sizes.llm.iter().find(|(v, ..)| *v == c.llm) else {
+    let Some(l) = sizes.llm.iter().find(|l| l.variant == c.llm) else {
         bail!(
             "board {}: LLM variant {:?} was not exported (have {})",
             board.name,
@@ -189,7 +214,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
             sizes
                 .llm
                 .iter()
-                .map(|(v, ..)| v.as_str())
+                .map(|l| l.variant.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -200,7 +225,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
     // the audio context.
     let kv_self = 2 * h("n_text_layer") * h("n_text_ctx") * h("n_text_state") * 2;
     let kv_cross = 2 * h("n_text_layer") * h("n_audio_ctx") * h("n_text_state") * 2;
-    let cfg = &meta.config;
+    let cfg = &l.meta.config;
     // The LLM's f32 KV cache: keys and values per layer, per KV head, per token.
     let kv_per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 4;
     // Logits for a prompt chunk (the whole vocabulary per position) and the hidden states.
@@ -244,13 +269,25 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
         item(
             "llm",
             format!("SmolLM2 {} weights as tract holds them", c.llm),
-            (*onnx as f64 * LLM_RESIDENT_PER_FILE_BYTE) as u64,
+            (l.onnx as f64 * LLM_RESIDENT_PER_FILE_BYTE) as u64,
+            false,
+        ),
+        item(
+            "llm",
+            format!("SmolLM2 {} blocks mapped from weights.bin", c.llm),
+            (l.mapped as f64 * LLM_MAPPED_PER_FILE_BYTE) as u64,
+            false,
+        ),
+        item(
+            "llm",
+            "tract's plan and per-step buffers".into(),
+            LLM_RUNTIME,
             false,
         ),
         item(
             "llm",
             "tokenizer".into(),
-            (*tok as f64 * TOKENIZER_PER_FILE_BYTE) as u64,
+            (l.tokenizer as f64 * TOKENIZER_PER_FILE_BYTE) as u64,
             false,
         ),
         item(
@@ -268,7 +305,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
         item(
             "llm",
             "loading: ONNX protobuf and tract's optimizer copies".into(),
-            (*onnx as f64 * LLM_LOAD_EXTRA_PER_FILE_BYTE) as u64,
+            (l.onnx as f64 * LLM_LOAD_EXTRA_PER_FILE_BYTE) as u64 + LLM_LOAD_FIXED,
             true,
         ),
         item(

@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use edgevox::llm::{DEFAULT_SYSTEM_PROMPT, LlmModel, LoadOptions, prefill, sampler::argmax};
+use edgevox::llm::{
+    DEFAULT_SYSTEM_PROMPT, LlmModel, LoadOptions, StepProfile, prefill, sampler::argmax,
+};
 use edgevox::metrics::{median, ms, peak_rss_bytes};
 use serde_json::{Value, json};
 
@@ -219,12 +221,60 @@ fn bench_kernels(args: &KernelBenchArgs) -> Value {
         "arch": std::env::consts::ARCH,
         "runs": r,
         "kernels": rows,
+        "block_products": bench_block_products(r),
         "echo_canceller": {
             "taps": taps,
             "ms_per_audio_second": aec_ns / 1e6,
             "real_time_factor": aec_ns / 1e9,
         },
     })
+}
+
+/// The LLM's block products at SmolLM2's sizes, per kernel this CPU has: one pass over the
+/// weights for 1 and for 8 activation rows, and the weight bytes streamed per second.
+fn bench_block_products(runs: usize) -> Vec<Value> {
+    use edgevox::quant::{ActBlock, BlockMatrix, BlockType, Kernel, QK, matmul_rows};
+    use std::hint::black_box;
+    let mut rows = Vec::new();
+    for (name, ty, n, k) in [
+        ("ffn_gate_up", BlockType::Q4_1, 3072, 576),
+        ("ffn_down", BlockType::Q4_1, 576, 1536),
+        ("lm_head", BlockType::Q8_0, 49_152, 576),
+    ] {
+        let bytes = ty.matrix_bytes(n, k);
+        // Small scales, codes from a fixed pattern: the timing does not depend on the values.
+        let data: Vec<u8> = (0..bytes)
+            .map(|i| {
+                if i % ty.block_bytes() < 4 {
+                    0x10
+                } else {
+                    (i * 37 % 251) as u8
+                }
+            })
+            .collect();
+        let w = BlockMatrix::new(name, ty, n, k, &data).expect("bench matrix");
+        for m in [1, 8] {
+            let mut acts = vec![ActBlock::default(); m * k / QK];
+            let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            for (row, a) in x.chunks_exact(k).zip(acts.chunks_exact_mut(k / QK)) {
+                edgevox::quant::quantize_activations(row, a);
+            }
+            let mut out = vec![0f32; n * m];
+            for kernel in Kernel::all_available() {
+                let batch = (20_000_000 / bytes).max(1);
+                let ns = ns_per_call(runs, batch, || {
+                    matmul_rows(kernel, &w, black_box(&acts), m, 0..n, &mut out);
+                    black_box(&out);
+                });
+                rows.push(json!({
+                    "product": name, "type": ty.name(), "rows": n, "cols": k,
+                    "activation_rows": m, "kernel": kernel.name(), "ns_per_call": ns,
+                    "weight_gb_per_s": bytes as f64 / ns,
+                }));
+            }
+        }
+    }
+    rows
 }
 
 const QUESTION: &str = "What is the capital of France?";
@@ -287,6 +337,16 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
         }
         decode_tps.push(args.decode_tokens as f64 / t.elapsed().as_secs_f64());
     }
+    // Where a decode step's time goes (timed node by node, so a little slower than above).
+    let mut profile = StepProfile::default();
+    let mut cache = system_cache.clone();
+    let mut next = argmax(&prefill(model, &mut cache, &turn, usize::MAX)?).unwrap_or(0) as u32;
+    for _ in 0..args.decode_tokens {
+        let logits = model.forward_profiled(&mut cache, &[next], &mut profile)?;
+        next = argmax(&logits).unwrap_or(0) as u32;
+    }
+    let total = profile.total().as_secs_f64().max(1e-9);
+    let share = |d: std::time::Duration| d.as_secs_f64() / total;
     Ok(json!({
         "threads": model.threads,
         "load_ms": ms(model.load_time),
@@ -296,6 +356,12 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
         "decode_tokens_per_s": median(&decode_tps),
         "ttft_ms_without_prefix_cache": median(&cold),
         "ttft_ms_with_prefix_cache": median(&warm),
+        "decode_step_share": {
+            "quantized_products": share(profile.products),
+            "attention": share(profile.attention),
+            "rest": share(profile.rest),
+        },
+        "kernel": edgevox::llm::ops::kernel().name(),
         "peak_rss_bytes_so_far": peak_rss_bytes(),
     }))
 }

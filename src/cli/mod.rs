@@ -96,9 +96,9 @@ impl LlmArgs {
     }
 }
 
-/// `$EDGEVOX_CACHE/smollm2/q4`, or `models/cache/smollm2/q4` under the working directory.
+/// `$EDGEVOX_CACHE/smollm2/q4_1`, or `models/cache/smollm2/q4_1` under the working directory.
 pub fn default_llm_dir() -> PathBuf {
-    cache_dir().join("smollm2").join("q4")
+    cache_dir().join("smollm2").join("q4_1")
 }
 
 /// `$EDGEVOX_CACHE`, or `models/cache` under the working directory.

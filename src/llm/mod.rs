@@ -10,10 +10,11 @@
 pub mod chat;
 pub mod meta;
 pub mod model;
+pub mod ops;
 pub mod sampler;
 pub mod text;
 
 pub use chat::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, Reply, StopReason, prefill};
 pub use meta::LlmMeta;
-pub use model::{KvCache, LlmModel, LoadOptions};
+pub use model::{KvCache, LlmModel, LoadOptions, StepProfile};
 pub use sampler::{Sampler, SamplingParams};

@@ -19,7 +19,7 @@
 //! - `Q8_0`: `d_w d_x Σ w_j q_j`
 //!
 //! One kernel takes 1 to [`MAX_ROWS`] activation rows and reads each weight block once for all
-//! of them. Kernels: [`Kernel::Avx2`] (x86_64 AVX2+FMA), [`Kernel::Neon`] (aarch64, A53/A72),
+//! of them. Kernels: [`Kernel::Avx2`] (x86_64 AVX2+FMA+F16C), [`Kernel::Neon`] (aarch64, A53/A72),
 //! [`Kernel::Dotprod`] (aarch64 with `sdot`, A55/A76) and [`Kernel::Portable`], the twin every
 //! other path is tested against. [`Kernel::detect`] picks the best the CPU has at run time;
 //! `EDGEVOX_KERNEL=portable` (or `neon`, ...) forces one.
@@ -240,6 +240,7 @@ impl Kernel {
             Kernel::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
@@ -334,7 +335,7 @@ pub fn matmul_rows(
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.available() => {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above); the slices' lengths were
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the slices' lengths were
             // checked against `n`, `nb` and `m`, which is all the kernel reads and writes.
             unsafe { x86::matmul(w.ty, data, n, nb, acts, m, out) }
         }

@@ -1,4 +1,4 @@
-//! AVX2 + FMA block kernels (x86_64). Per 32-block: the 4-bit codes are spread to 32 bytes
+//! AVX2 + FMA block kernels (x86_64; F16C converts the blocks' scales). Per 32-block: the 4-bit codes are spread to 32 bytes
 //! (low nibbles, then high), `maddubs` multiplies them by the signed activations into 16-bit
 //! pair sums (at most 2 · 15 · 127, or 2 · 128 · 127 for Q8_0: no saturation), `madd` by ones
 //! widens to eight 32-bit sums, and one FMA adds them, scaled by `d_w d_x`, to the row's
@@ -7,13 +7,12 @@
 
 use std::arch::x86_64::*;
 
-use super::portable::scale;
 use super::{ActBlock, BlockType, QK, dispatch_rows};
 
 /// # Safety
-/// The CPU must have AVX2 and FMA; `w` holds `n` rows of `nb` blocks of `ty`, `acts` holds
+/// The CPU must have AVX2, FMA and F16C; `w` holds `n` rows of `nb` blocks of `ty`, `acts` holds
 /// `m * nb` blocks and `out` `n * m` values.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn matmul(
     ty: BlockType,
     w: &[u8],
@@ -35,6 +34,16 @@ pub(super) unsafe fn matmul(
     }
 }
 
+/// How far ahead of the block being read the weights are fetched into the cache: a product
+/// reads them once, front to back, faster than the hardware prefetcher alone brings them in.
+const PREFETCH_BYTES: usize = 1024;
+
+#[inline(always)]
+unsafe fn prefetch(p: *const u8) {
+    // SAFETY: prefetching is a hint; an address past the weights is not dereferenced.
+    unsafe { _mm_prefetch(p.wrapping_add(PREFETCH_BYTES) as *const i8, _MM_HINT_T0) }
+}
+
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
     // SAFETY: AVX is implied by the caller's AVX2.
@@ -46,13 +55,13 @@ unsafe fn hsum(v: __m256) -> f32 {
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0<const M: usize>(w: &[u8], n: usize, nb: usize, a: &[ActBlock], o: &mut [f32]) {
     // SAFETY: the caller's contract (see `matmul`).
     unsafe { q4::<M, false>(w, n, nb, a, o) }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1<const M: usize>(w: &[u8], n: usize, nb: usize, a: &[ActBlock], o: &mut [f32]) {
     // SAFETY: the caller's contract (see `matmul`).
     unsafe { q4::<M, true>(w, n, nb, a, o) }
@@ -60,7 +69,7 @@ unsafe fn q4_1<const M: usize>(w: &[u8], n: usize, nb: usize, a: &[ActBlock], o:
 
 /// Q4_0 (`MIN = false`) and Q4_1 (`MIN = true`) rows. Q4_0's `-8` offset is taken out with the
 /// activation block's sum: `d_w (d_x Σ n q - 8 s_x)`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4<const M: usize, const MIN: bool>(
     w: &[u8],
     n: usize,
@@ -78,10 +87,17 @@ unsafe fn q4<const M: usize, const MIN: bool>(
         let mut extra = [0f32; M];
         for b in 0..nb {
             let block = &row[b * bb..(b + 1) * bb];
-            let d = scale(block, 0);
             // SAFETY: `block` has 16 code bytes at `body` (length checked by the slice), and
-            // each activation block's 32 codes are one unaligned 256-bit load.
+            // each activation block's 32 codes are one unaligned 256-bit load. A prefetch
+            // never faults, whatever the address.
             unsafe {
+                prefetch(block.as_ptr());
+                // d (and Q4_1's m) converted by F16C: lanes [d, m].
+                let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+                    block[0], block[1], block[2], block[3],
+                ])));
+                let d = _mm_cvtss_f32(dm);
+                let mn = _mm_cvtss_f32(_mm_movehdup_ps(dm));
                 let q = _mm_loadu_si128(block.as_ptr().add(body) as *const __m128i);
                 let codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);
                 for r in 0..M {
@@ -90,11 +106,7 @@ unsafe fn q4<const M: usize, const MIN: bool>(
                     let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
                     acc[r] =
                         _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc[r]);
-                    extra[r] += if MIN {
-                        scale(block, 2) * x.s
-                    } else {
-                        -8.0 * d * x.s
-                    };
+                    extra[r] += if MIN { mn * x.s } else { -8.0 * d * x.s };
                 }
             }
         }
@@ -105,7 +117,7 @@ unsafe fn q4<const M: usize, const MIN: bool>(
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
     let bb = 34;
     let ones = _mm256_set1_epi16(1);
@@ -114,9 +126,13 @@ unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock],
         let mut acc = [_mm256_setzero_ps(); M];
         for b in 0..nb {
             let block = &row[b * bb..(b + 1) * bb];
-            let d = scale(block, 0);
             // SAFETY: `block` has 32 code bytes after its scale (length checked by the slice).
+            // A prefetch never faults, whatever the address.
             unsafe {
+                prefetch(block.as_ptr());
+                let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([
+                    block[0], block[1],
+                ]) as i32)));
                 let wq = _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i);
                 // maddubs wants one unsigned operand: |w| times x with w's sign.
                 let wabs = _mm256_sign_epi8(wq, wq);

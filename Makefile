@@ -29,7 +29,7 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 	libclang-dev libasound2-dev espeak-ng
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
-	bench-asr bench-asr-compare bench-e2e clean-models test-board-errors cross cross-deps \
+	bench-asr bench-asr-compare bench-e2e bench-facts clean-models test-board-errors cross cross-deps \
 	test-cross tiny-llm deb test-deb binfmt FORCE
 
 all: build
@@ -254,6 +254,16 @@ bench-compare: models build $(VENV)/.ref-stamp
 	$(BIN) bench llm > $(CACHE)/bench_edgevox.json
 	cd models && $(PY) bench_llamacpp.py $(GGUF) > $(CACHE)/bench_llamacpp.json
 	@cat $(CACHE)/bench_edgevox.json $(CACHE)/bench_llamacpp.json
+
+# Fidelity: the factual questions answered greedily by each export and by llama.cpp on the
+# GGUF, all scored by edgevox's matcher (normalized text).
+FACTS := models/testdata/facts.toml
+bench-facts: models build $(LLM_F32)/llm.json $(VENV)/.ref-stamp
+	cd models && $(PY) bench_llamacpp.py $(GGUF) --facts ../$(FACTS) > $(CACHE)/facts_llamacpp.json
+	@for v in q4_1 q4 f32; do $(BIN) bench facts --model-dir $(CACHE)/smollm2/$$v > $(CACHE)/facts_$$v.json; done
+	$(BIN) bench facts --replies $(CACHE)/facts_llamacpp.json > $(CACHE)/facts_llamacpp_score.json
+	@for f in q4_1 q4 f32 llamacpp_score; do python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); \
+		print("%s: %d/%d right" % (d["source"], d["right"], d["questions"]))' $(CACHE)/facts_$$f.json; done
 
 # Hearing: real-time factor and WER per Whisper variant, VAD cost, peak RSS.
 bench-asr: models build

@@ -10,7 +10,7 @@ byte-level tokenizer (one token per byte plus ChatML's three special tokens):
         by the gguf package, run by edgevox's own ops from weights.bin.
 Next to the model it writes `reference.json`: a plain numpy forward pass (float64, the same
 quantized weights; for q4_1 each product's input is first rounded to 8 bits per 32-block by
-llama.cpp's rule, as edgevox's kernels do) giving the prompt's token ids, a greedy
+llama.cpp's reference rule with f32 scales, as edgevox's kernels do) giving the prompt's token ids, a greedy
 continuation and the logits at every step of it, so the Rust side checks tract's execution
 and edgevox's kernels against arithmetic done elsewhere. A few hundred KiB; generated in a
 second, never committed.
@@ -131,15 +131,15 @@ def dequantized(raw: ex.RawTensor, cols: int) -> np.ndarray:
 
 
 def act_q8(x: np.ndarray) -> np.ndarray:
-    """x rounded to 8 bits per 32-block: d = max|x| / 127, q = round(x / d) (halves away from
-    zero), clamped to ±127; returns d * q."""
-    shape = x.shape
+    """x rounded to 8 bits per 32-block as edgevox's kernels do (llama.cpp's reference rule
+    with f32 scales): d = max|x| / 127 and 1/d in float32, q = round(x / d) with halves away
+    from zero, clamped to ±127; returns d * q (the block's s = d Σq is then exact)."""
     b = x.reshape(-1, ex.BLOCK)
-    d = np.abs(b).max(axis=-1, keepdims=True) / 127.0
-    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
-    v = b * inv
+    d = (np.abs(b).max(axis=-1, keepdims=True).astype(np.float32) / np.float32(127.0))
+    inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d != 0)
+    v = b * inv.astype(np.float64)
     q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -127, 127)
-    return (q * d).reshape(shape)
+    return (q * d.astype(np.float64)).reshape(x.shape)
 
 
 def rms_norm(x, w, eps):
@@ -163,16 +163,21 @@ def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int],
     if raw is None:
         weight = lambda name, f=None: quantized(f(t[name]) if f else t[name])
         act = lambda x: x
+        product = lambda x, name, f=None: x @ weight(name, f).T
     else:
-        weight = lambda name, f=None: (f or (lambda w: w))(dequantized(raw[name], t[name].shape[1]))
+        def blocks(name, f=None):
+            r = raw[name]
+            return ex.RawTensor(r.kind, f(r.data)) if f else r
+        weight = lambda name, f=None: dequantized(blocks(name, f), t[name].shape[1])
         act = act_q8
+        product = lambda x, name, f=None: act(x) @ weight(name, f).T
     emb = weight("token_embd.weight")
     h = emb[ids]
     S = len(ids)
     mask = np.triu(np.full((S, S), -np.inf), k=1)
     for i in range(cfg.n_layers):
         p = f"blk.{i}."
-        lin = lambda x, name, f=None: act(x) @ weight(p + name, f).T
+        lin = lambda x, name, f=None: product(x, p + name, f)
         x = rms_norm(h, t[p + "attn_norm.weight"], cfg.rms_eps)
         q = lin(x, "attn_q.weight", lambda w: ex.unpermute_qk(w, H)).reshape(S, H, D).transpose(1, 0, 2)
         k = lin(x, "attn_k.weight", lambda w: ex.unpermute_qk(w, KV)).reshape(S, KV, D).transpose(1, 0, 2)

@@ -39,6 +39,6 @@ def test_q4_1_twin_has_gguf_blocks_and_a_varied_reference(tmp_path):
     assert kinds == {"q4_1", "q8_0"} and meta["weights"]["token_embd"]["type"] == "q8_0"
     assert (tmp_path / "weights.bin").stat().st_size == meta["files"]["weights.bin"]["size"]
     assert len(set(ref["greedy"])) > 3
-    # The 8-bit activation rounding is llama.cpp's: halves away from zero, ±127 at the peak.
+    # The 8-bit activation rounding is llama.cpp's reference one: halves away from zero.
     x = np.array([0.5, -0.5, 127.0, -1.5] + [0.0] * 28)  # d = 1
     assert np.array_equal(tiny_llm.act_q8(x)[:4], [1, -1, 127, -2])

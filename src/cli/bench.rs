@@ -26,6 +26,21 @@ pub enum BenchCommand {
     /// edgevox's own inner loops (argmax over the logits, block peak, window energy, PCM
     /// conversion): this build's path (NEON on aarch64) against the portable loops.
     Kernels(KernelBenchArgs),
+    /// Fidelity: short factual questions answered greedily (models/testdata/facts.toml), the
+    /// share whose reply mentions the answer; `--replies` scores another runtime's replies
+    /// (llama.cpp's, from `make bench-facts`) with the same matcher.
+    Facts(FactsBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FactsBenchArgs {
+    #[command(flatten)]
+    llm: LlmArgs,
+    #[arg(long, default_value = "models/testdata/facts.toml")]
+    questions: std::path::PathBuf,
+    /// Score these replies (a JSON list of strings, one per question) instead of generating.
+    #[arg(long)]
+    replies: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +131,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Kernels(args) => {
             println!("{}", serde_json::to_string_pretty(&bench_kernels(&args))?);
+            Ok(())
+        }
+        BenchCommand::Facts(args) => {
+            println!("{}", serde_json::to_string_pretty(&bench_facts(&args)?)?);
             Ok(())
         }
     }
@@ -275,6 +294,88 @@ fn bench_block_products(runs: usize) -> Vec<Value> {
         }
     }
     rows
+}
+
+#[derive(serde::Deserialize)]
+struct Facts {
+    system: String,
+    max_tokens: usize,
+    question: Vec<Fact>,
+}
+
+#[derive(serde::Deserialize)]
+struct Fact {
+    q: String,
+    answers: Vec<String>,
+}
+
+fn bench_facts(args: &FactsBenchArgs) -> Result<Value> {
+    use anyhow::Context;
+    use edgevox::llm::{Chat, ChatOptions, SamplingParams};
+    let path = &args.questions;
+    let facts: Facts = toml::from_str(
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?,
+    )
+    .with_context(|| format!("{}: not a facts file", path.display()))?;
+    anyhow::ensure!(
+        !facts.question.is_empty(),
+        "{}: no questions",
+        path.display()
+    );
+    let (source, replies): (String, Vec<String>) = match &args.replies {
+        Some(file) => {
+            let replies: Vec<String> = serde_json::from_str(
+                &std::fs::read_to_string(file)
+                    .with_context(|| format!("{}: cannot read", file.display()))?,
+            )
+            .with_context(|| format!("{}: not a JSON list of replies", file.display()))?;
+            anyhow::ensure!(
+                replies.len() == facts.question.len(),
+                "{}: {} replies for {} questions",
+                file.display(),
+                replies.len(),
+                facts.question.len()
+            );
+            (file.display().to_string(), replies)
+        }
+        None => {
+            let model = args.llm.load()?;
+            let variant = model.meta.variant.clone();
+            let opts = ChatOptions {
+                system_prompt: facts.system.clone(),
+                sampling: SamplingParams::greedy(),
+                max_new_tokens: facts.max_tokens,
+                ..Default::default()
+            };
+            let mut replies = Vec::new();
+            for f in &facts.question {
+                // Each question on its own: no history carried from one to the next.
+                let mut chat = Chat::new(model.clone(), opts.clone())?;
+                replies.push(chat.ask(&f.q, |_| {})?.text);
+            }
+            (format!("edgevox {variant}"), replies)
+        }
+    };
+    let mut right = 0;
+    let rows: Vec<Value> = facts
+        .question
+        .iter()
+        .zip(&replies)
+        .map(|(f, reply)| {
+            let ok = f.answers.iter().any(|a| edgevox::text::mentions(reply, a));
+            right += usize::from(ok);
+            json!({"question": f.q, "reply": reply, "right": ok})
+        })
+        .collect();
+    Ok(json!({
+        "bench": "facts",
+        "source": source,
+        "right": right,
+        "questions": rows.len(),
+        "score": right as f64 / rows.len() as f64,
+        "answers": rows,
+    }))
 }
 
 const QUESTION: &str = "What is the capital of France?";

@@ -30,7 +30,7 @@ APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python
 
 .PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
 	bench-asr bench-asr-compare bench-e2e bench-facts clean-models test-board-errors cross cross-deps \
-	test-cross tiny-llm deb test-deb binfmt FORCE
+	test-cross test-cross-dotprod tiny-llm deb test-deb binfmt FORCE
 
 all: build
 
@@ -227,10 +227,23 @@ test-cross: cross-deps tiny-llm
 	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
 		-- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test.log
 	@grep -q '^tract matmul kernels: \["arm64' $(CROSS_DIR)/test.log
+	@grep -q '^tiny q4_1 model (neon\|dotprod kernel)' $(CROSS_DIR)/test.log
 	@grep -q '^test result: ok' $(CROSS_DIR)/test.log
 	@echo "test-cross: $(BOARD) library tests passed under qemu-aarch64 -cpu $(QEMU_CPU);" \
 		"tract's kernels: $$(sed -n 's/^tract matmul kernels: //p' $(CROSS_DIR)/test.log);" \
 		"$$(grep -h '^tiny model:' $(CROSS_DIR)/test.log)"
+
+# The same aarch64 test binary again on an emulated Cortex-A76 (dotprod): the block kernels are
+# chosen at run time, so this runs the sdot kernels (and their equivalence tests) that an
+# A72 build carries for A55/A76 boards, without a second cross build.
+test-cross-dotprod: test-cross
+	set -o pipefail; QEMU_CPU=cortex-a76 $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
+		-- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test-a76.log
+	@grep -q '^quant kernels on this CPU: \["portable", "neon", "dotprod"\]' $(CROSS_DIR)/test-a76.log
+	@grep -q '^tiny q4_1 model (dotprod kernel)' $(CROSS_DIR)/test-a76.log
+	@grep -q '^test result: ok' $(CROSS_DIR)/test-a76.log
+	@echo "test-cross-dotprod: $(BOARD)'s library tests passed under qemu-aarch64 -cpu cortex-a76;" \
+		"$$(grep -h '^tiny q4_1 model' $(CROSS_DIR)/test-a76.log)"
 
 # An unknown board, and a board made for another target, must fail the build with a clear
 # message (checked in a target directory of its own, so the main build is not invalidated).
@@ -241,7 +254,7 @@ test-board-errors: deps
 		| grep -q 'board rpi4 is for aarch64-unknown-linux-gnu, but this build targets'
 	@echo "board errors: an unknown board and a foreign target are refused at build time"
 
-test: lint test-python test-rust test-board-errors test-cross test-deb
+test: lint test-python test-rust test-board-errors test-cross test-cross-dotprod test-deb
 
 bench: models build
 	$(BIN) bench llm

@@ -19,7 +19,7 @@ use edgevox::pipeline::{
     self, Brain, Hearing, LoopOptions, NOTICE_FAILED, NOTICE_NOT_UNDERSTOOD, TurnReport,
 };
 use edgevox::text;
-use edgevox::tts::espeak::Espeak;
+use edgevox::tts::{self, WavSink, espeak::Espeak};
 use edgevox::vad::{self, EndpointConfig};
 use serde_json::Value;
 
@@ -130,14 +130,29 @@ fn two_questions_in_two_spoken_answers_out() {
     );
     let rms = (samples.iter().map(|x| x * x).sum::<f32>() / samples.len() as f32).sqrt();
     assert!(rms > 0.01);
-    let heard = whisper()
+    let mut whisper = whisper();
+    let heard = whisper
         .transcribe(&samples, &AsrOptions::default())
         .unwrap()
         .text;
     let rate = wer::wer(&replies.join(" "), &heard);
+    // Against the same sentences spoken by espeak-ng straight to a file: Whisper base
+    // mishears espeak's voice on some words whatever the path ("a spider has eight eyes" ->
+    // "a cyber-familia"), so the loop's audio must be heard about as well as the voice's own.
+    let direct = d.join("direct.wav");
+    let mut sink = WavSink::create(&direct, Box::new(Espeak::default())).unwrap();
+    tts::speak_all(&replies.join(" "), &mut sink).unwrap();
+    drop(sink);
+    let (direct_samples, _) = wav::read_16k_mono(&direct).unwrap();
+    let heard_direct = whisper
+        .transcribe(&direct_samples, &AsrOptions::default())
+        .unwrap()
+        .text;
+    let rate_direct = wer::wer(&replies.join(" "), &heard_direct);
     assert!(
-        rate <= 0.5,
-        "said {replies:?}, heard {heard:?} (WER {rate:.2})"
+        rate <= rate_direct + 0.15,
+        "said {replies:?}, heard {heard:?} (WER {rate:.2}); straight from espeak-ng: \
+         {heard_direct:?} (WER {rate_direct:.2})"
     );
 }
 
@@ -228,22 +243,28 @@ fn the_echo_guard_keeps_the_assistant_from_interrupting_itself() {
     recording(&input, &[question("capital"), silence(0.5)]);
     let run_with = |name: &str, extra: &[&str]| {
         let reply = d.join(format!("reply-{name}.wav"));
+        let gain = if name == "quiet" { "0" } else { "0.4" };
         let mut args = vec![
             "--input",
             input.to_str().unwrap(),
             "--output",
             reply.to_str().unwrap(),
             "--echo-gain",
-            "0.4",
+            gain,
             "--max-turns",
             "2",
         ];
         args.extend_from_slice(extra);
         run(&args)
     };
-    // The guard alone (no echo canceller), and both: the reply plays to its end (~9 s) and is
-    // not taken for the user. (The canceller alone is not enough: it starts knowing nothing
-    // of the echo path, and the first reply's first 100 ms pass while it learns.)
+    // How long the whole reply takes to say: the same run with no echo at all (greedy, so the
+    // same reply).
+    let quiet = run_with("quiet", &[]);
+    let full = ms(&quiet[0]["spoken_s"]);
+    assert!(full > 1.0, "{}", quiet[0]);
+    // The guard alone (no echo canceller), and both: the reply plays to its end and is not
+    // taken for the user. (The canceller alone is not enough: it starts knowing nothing of the
+    // echo path, and the first reply's first 100 ms pass while it learns.)
     for (name, extra) in [
         ("guard", &["--no-aec", "--echo-ratio", "0.6"][..]),
         ("both", &["--echo-ratio", "0.6"][..]),
@@ -251,12 +272,21 @@ fn the_echo_guard_keeps_the_assistant_from_interrupting_itself() {
         let turns = run_with(name, extra);
         assert_eq!(turns.len(), 1, "{name}: {turns:#?}");
         assert!(turns[0]["barge_in"].is_null(), "{name}: {}", turns[0]);
-        assert!(ms(&turns[0]["spoken_s"]) > 4.0, "{name}: {}", turns[0]);
+        assert!(
+            (ms(&turns[0]["spoken_s"]) - full).abs() < 0.1,
+            "{name}: the whole reply is {full} s: {}",
+            turns[0]
+        );
     }
-    // With neither, the assistant hears its own voice and stops itself.
+    // With neither, the assistant hears its own voice and stops itself within its first second.
     let turns = run_with("neither", &["--no-aec", "--echo-ratio", "0"]);
     assert!(turns[0]["barge_in"].is_object(), "{}", turns[0]);
-    assert!(ms(&turns[0]["spoken_s"]) < 2.0, "{}", turns[0]);
+    let cut = ms(&turns[0]["spoken_s"]);
+    assert!(
+        cut < 1.0 && cut < full - 0.5,
+        "whole reply {full} s: {}",
+        turns[0]
+    );
 }
 
 /// Whisper, with failures injected by turn: turn 1 hears nothing, turn 2 fails, turn 3 hears

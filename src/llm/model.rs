@@ -123,6 +123,17 @@ impl LlmModel {
         let vocab: Vec<(String, u32)> = tokenizer.get_vocab(true).into_iter().collect();
         let token_bytes = token_bytes(&vocab, &specials);
 
+        ensure!(opts.threads >= 1, "the LLM needs at least 1 thread, not 0");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if opts.threads > cores {
+            log::warn!(
+                "{} LLM threads asked for, but this machine has {cores} cores: using {cores}",
+                opts.threads
+            );
+            cores
+        } else {
+            opts.threads
+        };
         let onnx_path = dir.join("model.onnx");
         let model_bytes = files
             .iter()
@@ -130,7 +141,7 @@ impl LlmModel {
             .filter_map(|f| meta.files.get(*f))
             .map(|r| r.size)
             .sum();
-        let plan = build_plan(&onnx_path, &meta, opts.threads)
+        let plan = build_plan(&onnx_path, &meta, threads)
             .with_context(|| format!("{}: tract could not load the model", onnx_path.display()))?;
         release_load_buffers();
         let load_time = start.elapsed();
@@ -138,7 +149,7 @@ impl LlmModel {
             "loaded {} ({} variant, {model_bytes} bytes) in {load_time:?} with {} thread(s)",
             onnx_path.display(),
             meta.variant,
-            opts.threads
+            threads
         );
         Ok(Arc::new(LlmModel {
             meta,
@@ -148,7 +159,7 @@ impl LlmModel {
             token_bytes,
             model_bytes,
             load_time,
-            threads: opts.threads,
+            threads,
         }))
     }
 
@@ -464,6 +475,40 @@ mod tests {
         }
         assert_eq!(cache.len(), r.prompt_ids.len() + r.greedy.len());
         worst
+    }
+
+    /// Threads: 0 is refused, more than the cores is clamped (logged), and the q4_1 ops split
+    /// over tract's pool give what one thread gives, bit for bit (each weight row is computed
+    /// whole by one thread).
+    #[test]
+    fn thread_counts_are_checked_and_a_pool_changes_nothing() {
+        let cache = std::env::var_os("EDGEVOX_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
+        let dir = cache.join("tiny-llm-q4_1");
+        let load = |threads| {
+            LlmModel::load(
+                &dir,
+                &LoadOptions {
+                    threads,
+                    verify_checksums: false,
+                },
+            )
+        };
+        let err = load(0).unwrap_err().to_string();
+        assert!(err.contains("at least 1 thread"), "{err}");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let many = load(cores + 5).unwrap();
+        assert_eq!(many.threads, cores);
+        let one = load(1).unwrap();
+        let (_, r) = tiny_named("tiny-llm-q4_1");
+        let a = one
+            .forward(&mut one.empty_cache().unwrap(), &r.prompt_ids)
+            .unwrap();
+        let b = many
+            .forward(&mut many.empty_cache().unwrap(), &r.prompt_ids)
+            .unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -456,3 +456,38 @@ impl TypedOp for BlockGather {
 
     as_op!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::tract_linalg::multithread::multithread_tract_scope;
+
+    /// A product split over a 2-thread pool (tract's executor, as a multi-thread run installs
+    /// it) equals the one-thread product bit for bit, for 1 to 11 activation rows.
+    #[test]
+    fn a_pool_splits_the_rows_and_changes_nothing() {
+        let (n, k) = (1000, 576);
+        let ty = BlockType::Q4_1;
+        let data: Vec<u8> = (0..ty.matrix_bytes(n, k))
+            .map(|i| match i % 20 {
+                0 | 2 => 0x00,
+                1 => 0x24, // d = 2^-6
+                3 => 0xa4, // m = -2^-6
+                _ => (i * 37 % 251) as u8,
+            })
+            .collect();
+        let w = BlockMatrix::new("w", ty, n, k, &data).unwrap();
+        assert!(n * w.blocks_per_row() >= THREADING_MIN_BLOCKS);
+        let pool = Executor::multithread(2);
+        for m in [1, 3, 8, 11] {
+            let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.013).sin()).collect();
+            let mut one = vec![0f32; m * n];
+            linear(&w, &x, m, &mut one, Kernel::Portable);
+            let mut two = vec![f32::NAN; m * n];
+            multithread_tract_scope(pool.clone(), || {
+                linear(&w, &x, m, &mut two, Kernel::Portable)
+            });
+            assert_eq!(one, two, "m = {m}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use edgevox::llm::{
     DEFAULT_SYSTEM_PROMPT, LlmModel, LoadOptions, StepProfile, prefill, sampler::argmax,
 };
-use edgevox::metrics::{median, ms, peak_rss_bytes};
+use edgevox::metrics::{median, ms, peak_rss_bytes, rss_bytes};
 use serde_json::{Value, json};
 
 use super::LlmArgs;
@@ -384,14 +384,33 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let mut per_threads = Vec::new();
     let mut model_bytes = 0;
+    let mut memory = None;
     for &threads in &args.thread_counts {
         let opts = LoadOptions {
             threads,
             verify_checksums: true,
         };
+        let before = rss_bytes().unwrap_or(0);
         let model = LlmModel::load(&args.llm.model_dir, &opts)?;
+        let loaded = rss_bytes().unwrap_or(0);
         model_bytes = model.model_bytes;
-        per_threads.push(bench_one(&model, args)?);
+        let mut row = bench_one(&model, args)?;
+        if memory.is_none() {
+            // The first load only: the model's share of the process, after loading and after
+            // every weight has been read (the decode runs above), against its files.
+            let used = rss_bytes().unwrap_or(0);
+            let per = |b: u64| b.saturating_sub(before) as f64 / model_bytes.max(1) as f64;
+            memory = Some(json!({
+                "rss_before_load_bytes": before,
+                "rss_after_load_bytes": loaded,
+                "rss_after_decode_bytes": used,
+                "resident_after_load_per_weight_byte": per(loaded),
+                "resident_after_decode_per_weight_byte": per(used),
+                "peak_during_load_and_decode_per_weight_byte": per(peak_rss_bytes().unwrap_or(0)),
+            }));
+        }
+        row["threads_asked"] = json!(threads);
+        per_threads.push(row);
         drop(model);
     }
     Ok(json!({
@@ -400,6 +419,7 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
         "model_bytes": model_bytes,
         "runs": args.runs,
         "by_threads": per_threads,
+        "memory": memory,
         "peak_rss_bytes": peak_rss_bytes(),
     }))
 }

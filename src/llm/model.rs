@@ -43,6 +43,9 @@ pub struct LlmModel {
     pub dir: PathBuf,
     pub tokenizer: Tokenizer,
     plan: Arc<Plan>,
+    /// With several threads, each step runs inside this pool, so the block products' row
+    /// split starts on the calling worker and needs one other worker, not two woken threads.
+    executor: Executor,
     token_bytes: Vec<Vec<u8>>,
     /// Bytes of the weights on disk (`model.onnx`, and `weights.bin` where there is one).
     pub model_bytes: u64,
@@ -141,7 +144,7 @@ impl LlmModel {
             .filter_map(|f| meta.files.get(*f))
             .map(|r| r.size)
             .sum();
-        let plan = build_plan(&onnx_path, &meta, threads)
+        let (plan, executor) = build_plan(&onnx_path, &meta, threads)
             .with_context(|| format!("{}: tract could not load the model", onnx_path.display()))?;
         release_load_buffers();
         let load_time = start.elapsed();
@@ -156,6 +159,7 @@ impl LlmModel {
             dir: dir.to_path_buf(),
             tokenizer,
             plan,
+            executor,
             token_bytes,
             model_bytes,
             load_time,
@@ -272,7 +276,10 @@ impl LlmModel {
         ];
         inputs.extend(cache.tensors.iter().cloned());
         let mut outputs = match profile {
-            None => self.plan.run(inputs)?,
+            None => match &self.executor {
+                Executor::MultiThread(pool) => pool.install(|| self.plan.run(inputs))?,
+                _ => self.plan.run(inputs)?,
+            },
             Some(profile) => {
                 let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan)?;
                 state.run_plan_with_eval(inputs, |ctx, op_state, node, input| {
@@ -346,7 +353,8 @@ fn release_load_buffers() {
     }
 }
 
-fn build_plan(path: &Path, meta: &LlmMeta, threads: usize) -> Result<Arc<Plan>> {
+/// The optimized plan, and the executor it runs on (also the pool a step runs inside).
+fn build_plan(path: &Path, meta: &LlmMeta, threads: usize) -> Result<(Arc<Plan>, Executor)> {
     let c = &meta.config;
     let mut onnx = tract_onnx::onnx();
     super::ops::register(&mut onnx);
@@ -387,10 +395,10 @@ fn build_plan(path: &Path, meta: &LlmMeta, threads: usize) -> Result<Arc<Plan>> 
         Executor::SingleThread
     };
     let options = RunOptions {
-        executor: Some(executor),
+        executor: Some(executor.clone()),
         ..Default::default()
     };
-    typed.into_runnable_with_options(&options)
+    Ok((typed.into_runnable_with_options(&options)?, executor))
 }
 
 #[cfg(test)]

@@ -79,33 +79,35 @@ enum Num {
     Scale(u64),
 }
 
+/// zero..nineteen, and the tens from twenty: shared by reading and spelling numbers.
+const ONES: [&str; 20] = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+];
+const TENS: [&str; 8] = [
+    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+];
+
 fn number_word(w: &str) -> Option<Num> {
-    const SMALL: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 8] = [
-        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    if let Some(i) = SMALL.iter().position(|s| *s == w) {
+    if let Some(i) = ONES.iter().position(|s| *s == w) {
         return Some(Num::Small(i as u64));
     }
     if let Some(i) = TENS.iter().position(|s| *s == w) {
@@ -286,35 +288,14 @@ fn spell_digits(word: &str) -> String {
 }
 
 fn spell_under_100(n: u64) -> String {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
     match n {
         0..=19 => ONES[n as usize].to_string(),
-        _ if n.is_multiple_of(10) => TENS[(n / 10) as usize].to_string(),
-        _ => format!("{}-{}", TENS[(n / 10) as usize], ONES[(n % 10) as usize]),
+        _ if n.is_multiple_of(10) => TENS[(n / 10 - 2) as usize].to_string(),
+        _ => format!(
+            "{}-{}",
+            TENS[(n / 10 - 2) as usize],
+            ONES[(n % 10) as usize]
+        ),
     }
 }
 

@@ -171,29 +171,19 @@ impl std::hash::Hash for BlockTensor {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The linear op.
-
-fn build_linear(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let w = BlockTensor::from_node(ctx, node)?;
-    Ok((expand(LinearRules(BlockLinear { w })), vec![]))
-}
-
-/// `y[.., n] = Σ_k x[.., k] W[n, k]` on the tensor's blocks.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BlockLinear {
-    pub w: BlockTensor,
-}
-
+/// Either op while the ONNX model is analysed: its shape rules, then the typed op it becomes.
 #[derive(Clone, Debug)]
-struct LinearRules(BlockLinear);
+enum BlockRules {
+    Linear(BlockLinear),
+    Gather(BlockGather),
+}
 
-impl Expansion for LinearRules {
+impl Expansion for BlockRules {
     fn name(&self) -> StaticName {
-        "EdgevoxBlockLinear".into()
+        match self {
+            BlockRules::Linear(_) => "EdgevoxBlockLinear".into(),
+            BlockRules::Gather(_) => "EdgevoxBlockGather".into(),
+        }
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(
@@ -204,18 +194,35 @@ impl Expansion for LinearRules {
     ) -> InferenceResult {
         check_input_arity(inputs, 1)?;
         check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
         s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[0].rank, &outputs[0].rank)?;
-        let (k, n) = (self.0.w.cols.to_dim(), self.0.w.rows.to_dim());
-        s.given(&inputs[0].rank, move |s, rank| {
-            let rank = rank as usize;
-            for ax in 0..rank - 1 {
-                s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
+        match self {
+            // x [.., K] f32 -> y [.., N]
+            BlockRules::Linear(op) => {
+                s.equals(&inputs[0].datum_type, f32::datum_type())?;
+                s.equals(&inputs[0].rank, &outputs[0].rank)?;
+                let (k, n) = (op.w.cols.to_dim(), op.w.rows.to_dim());
+                s.given(&inputs[0].rank, move |s, rank| {
+                    let rank = rank as usize;
+                    for ax in 0..rank - 1 {
+                        s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
+                    }
+                    s.equals(&inputs[0].shape[rank - 1], k.clone())?;
+                    s.equals(&outputs[0].shape[rank - 1], n.clone())
+                })
             }
-            s.equals(&inputs[0].shape[rank - 1], k.clone())?;
-            s.equals(&outputs[0].shape[rank - 1], n.clone())
-        })
+            // ids [..] -> rows [.., K]
+            BlockRules::Gather(op) => {
+                s.equals(&outputs[0].rank, inputs[0].rank.bex() + 1)?;
+                let k = op.w.cols.to_dim();
+                s.given(&inputs[0].rank, move |s, rank| {
+                    let rank = rank as usize;
+                    for ax in 0..rank {
+                        s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
+                    }
+                    s.equals(&outputs[0].shape[rank], k.clone())
+                })
+            }
+        }
     }
 
     fn wire(
@@ -224,8 +231,28 @@ impl Expansion for LinearRules {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.0.clone(), inputs)
+        match self {
+            BlockRules::Linear(op) => model.wire_node(prefix, op.clone(), inputs),
+            BlockRules::Gather(op) => model.wire_node(prefix, op.clone(), inputs),
+        }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The linear op.
+
+fn build_linear(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let w = BlockTensor::from_node(ctx, node)?;
+    Ok((expand(BlockRules::Linear(BlockLinear { w })), vec![]))
+}
+
+/// `y[.., n] = Σ_k x[.., k] W[n, k]` on the tensor's blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlockLinear {
+    pub w: BlockTensor,
 }
 
 impl Op for BlockLinear {
@@ -363,51 +390,13 @@ fn build_gather(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let w = BlockTensor::from_node(ctx, node)?;
-    Ok((expand(GatherRules(BlockGather { w })), vec![]))
+    Ok((expand(BlockRules::Gather(BlockGather { w })), vec![]))
 }
 
 /// `y[.., :] = W[ids[..], :]`, rows dequantized from the tensor's blocks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BlockGather {
     pub w: BlockTensor,
-}
-
-#[derive(Clone, Debug)]
-struct GatherRules(BlockGather);
-
-impl Expansion for GatherRules {
-    fn name(&self) -> StaticName {
-        "EdgevoxBlockGather".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].rank, inputs[0].rank.bex() + 1)?;
-        let k = self.0.w.cols.to_dim();
-        s.given(&inputs[0].rank, move |s, rank| {
-            let rank = rank as usize;
-            for ax in 0..rank {
-                s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
-            }
-            s.equals(&outputs[0].shape[rank], k.clone())
-        })
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.0.clone(), inputs)
-    }
 }
 
 impl Op for BlockGather {

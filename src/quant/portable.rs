@@ -66,28 +66,36 @@ fn nibble_dot(qs: &[u8], x: &[i8; QK]) -> i32 {
     sum
 }
 
-fn q4_1<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
-    for (i, row) in w.chunks_exact(nb * 20).take(n).enumerate() {
-        let mut acc = [0f32; M];
-        for (b, block) in row.chunks_exact(20).enumerate() {
-            let (d, mn) = (scale(block, 0), scale(block, 2));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let x = &acts[r * nb + b];
-                *a += d * x.d * nibble_dot(&block[4..], &x.qs) as f32 + mn * x.s;
-            }
-        }
-        out[i * M..(i + 1) * M].copy_from_slice(&acc);
-    }
+fn q4_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
+    q4::<M, false>(w, n, nb, acts, out)
 }
 
-fn q4_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
-    for (i, row) in w.chunks_exact(nb * 18).take(n).enumerate() {
+fn q4_1<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &mut [f32]) {
+    q4::<M, true>(w, n, nb, acts, out)
+}
+
+/// Q4_0 (`MIN = false`: `d_w (d_x Σ n q - 8 s_x)`) and Q4_1 (`MIN = true`:
+/// `d_w d_x Σ n q + m_w s_x`) rows.
+fn q4<const M: usize, const MIN: bool>(
+    w: &[u8],
+    n: usize,
+    nb: usize,
+    acts: &[ActBlock],
+    out: &mut [f32],
+) {
+    let bb = if MIN { 20 } else { 18 };
+    for (i, row) in w.chunks_exact(nb * bb).take(n).enumerate() {
         let mut acc = [0f32; M];
-        for (b, block) in row.chunks_exact(18).enumerate() {
+        for (b, block) in row.chunks_exact(bb).enumerate() {
             let d = scale(block, 0);
+            let codes = &block[bb - QK / 2..];
             for (r, a) in acc.iter_mut().enumerate() {
                 let x = &acts[r * nb + b];
-                *a += d * (x.d * nibble_dot(&block[2..], &x.qs) as f32 - 8.0 * x.s);
+                *a += if MIN {
+                    d * x.d * nibble_dot(codes, &x.qs) as f32 + scale(block, 2) * x.s
+                } else {
+                    d * (x.d * nibble_dot(codes, &x.qs) as f32 - 8.0 * x.s)
+                };
             }
         }
         out[i * M..(i + 1) * M].copy_from_slice(&acc);

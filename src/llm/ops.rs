@@ -3,7 +3,8 @@
 //!
 //! - `EdgevoxBlockLinear`: `y = x @ Wᵀ`, W the blocks of one tensor in `weights.bin`; each row
 //!   of x quantized once to 8-bit blocks, then [`quant::matmul_rows`] on up to 8 rows at a time,
-//!   the weight rows split over tract's executor (the rayon pool `RunOptions` installs).
+//!   the weight rows split over the LLM's spinning workers ([`super::workers`]) when a step
+//!   has entered them.
 //! - `EdgevoxBlockGather`: embedding rows for token ids, from the same blocks the LM head reads.
 //!
 //! The ONNX builders are registered with `tract_onnx::onnx()`'s `op_register` ([`register`]):
@@ -21,8 +22,8 @@ use memmap2::Mmap;
 use tract_hir::internal::*;
 use tract_onnx::model::{Onnx, ParsingContext};
 use tract_onnx::pb::NodeProto;
-use tract_onnx::tract_core::tract_linalg::multithread::{Executor, current_tract_executor};
 
+use super::workers;
 use crate::quant::{self, ActBlock, BlockMatrix, BlockType, Kernel, MAX_ROWS};
 
 /// Registers the two ops' builders.
@@ -333,11 +334,25 @@ impl TypedOp for BlockLinear {
     as_op!();
 }
 
+/// The output tile's base pointer, shared by the parts of a split product.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: each part writes a disjoint range of rows through it (see `linear`).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers pass offsets within the tile the pointer was taken from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// Below this many weight blocks a product stays on the calling thread.
 const THREADING_MIN_BLOCKS: usize = 4096;
 
 /// `ys[r, i] = Σ_k xs[r, k] w[i, k]` for the `m` rows of `xs`: each row quantized once, rows
-/// taken 8 at a time, the weight rows split over tract's executor.
+/// taken 8 at a time, the weight rows split over the workers entered on this thread.
 pub fn linear(w: &BlockMatrix, xs: &[f32], m: usize, ys: &mut [f32], kernel: Kernel) {
     let (n, k, nb) = (w.rows, w.cols, w.blocks_per_row());
     assert_eq!(xs.len(), m * k);
@@ -346,30 +361,29 @@ pub fn linear(w: &BlockMatrix, xs: &[f32], m: usize, ys: &mut [f32], kernel: Ker
     for (row, a) in xs.chunks_exact(k).zip(acts.chunks_exact_mut(nb)) {
         quant::quantize_activations(row, a);
     }
-    let pool = match current_tract_executor() {
-        Executor::MultiThread(pool) if n * nb >= THREADING_MIN_BLOCKS => Some(pool),
-        _ => None,
-    };
+    let workers = workers::current().filter(|w| w.threads() > 1 && n * nb >= THREADING_MIN_BLOCKS);
     // The kernel writes weight-row-major ([rows][m]); transposed into ys after.
     let mut tile = vec![0f32; n * MAX_ROWS.min(m)];
     for r0 in (0..m).step_by(MAX_ROWS) {
         let mt = MAX_ROWS.min(m - r0);
         let a = &acts[r0 * nb..(r0 + mt) * nb];
         let out = &mut tile[..n * mt];
-        match &pool {
-            Some(pool) => {
-                let parts = pool.current_num_threads().max(1);
-                // Chunks of whole rows, a multiple of 4 so neighbours do not share a line.
-                let rows_per = n.div_ceil(parts).next_multiple_of(4);
-                pool.install(|| {
-                    use rayon::prelude::*;
-                    out.par_chunks_mut(rows_per * mt)
-                        .enumerate()
-                        .for_each(|(c, chunk)| {
-                            let start = c * rows_per;
-                            let end = start + chunk.len() / mt;
-                            quant::matmul_rows(kernel, w, a, mt, start..end, chunk);
-                        });
+        match &workers {
+            Some(workers) => {
+                // Whole rows per part, a multiple of 4 so neighbours do not share a line.
+                let rows_per = n.div_ceil(workers.threads()).next_multiple_of(4);
+                let base = SharedOut(out.as_mut_ptr());
+                workers.run(&|part| {
+                    let (start, end) = ((part * rows_per).min(n), ((part + 1) * rows_per).min(n));
+                    if start < end {
+                        // SAFETY: part p writes only rows [p·rows_per, (p+1)·rows_per) of
+                        // `out` (n·mt values), which no other part touches, and `run`
+                        // returns only after every part has finished.
+                        let chunk = unsafe {
+                            std::slice::from_raw_parts_mut(base.at(start * mt), (end - start) * mt)
+                        };
+                        quant::matmul_rows(kernel, w, a, mt, start..end, chunk);
+                    }
                 });
             }
             None => quant::matmul_rows(kernel, w, a, mt, 0..n, out),
@@ -449,10 +463,8 @@ impl TypedOp for BlockGather {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_onnx::tract_core::tract_linalg::multithread::multithread_tract_scope;
 
-    /// A product split over a 2-thread pool (tract's executor, as a multi-thread run installs
-    /// it) equals the one-thread product bit for bit, for 1 to 11 activation rows.
+    /// A product split over 2 workers equals the one-thread product bit for bit, for 1 to 11 activation rows.
     #[test]
     fn a_pool_splits_the_rows_and_changes_nothing() {
         let (n, k) = (1000, 576);
@@ -467,15 +479,13 @@ mod tests {
             .collect();
         let w = BlockMatrix::new("w", ty, n, k, &data).unwrap();
         assert!(n * w.blocks_per_row() >= THREADING_MIN_BLOCKS);
-        let pool = Executor::multithread(2);
+        let pool = workers::Workers::new(2).unwrap();
         for m in [1, 3, 8, 11] {
             let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.013).sin()).collect();
             let mut one = vec![0f32; m * n];
             linear(&w, &x, m, &mut one, Kernel::Portable);
             let mut two = vec![f32::NAN; m * n];
-            multithread_tract_scope(pool.clone(), || {
-                linear(&w, &x, m, &mut two, Kernel::Portable)
-            });
+            workers::enter(&pool, || linear(&w, &x, m, &mut two, Kernel::Portable));
             assert_eq!(one, two, "m = {m}");
         }
     }

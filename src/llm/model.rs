@@ -274,9 +274,15 @@ impl LlmModel {
             Tensor::from_shape(&[1, s], &pos)?.into_tvalue(),
             Tensor::from_shape(&[s, p + s], &bias)?.into_tvalue(),
         ];
-        inputs.extend(cache.tensors.iter().cloned());
-        let mut outputs = match profile {
-            None => workers::enter(&self.workers, || self.plan.run(inputs))?,
+        // The past is moved into the run, not cloned: tract drops each layer's past K and V
+        // once its Concat has read them, so the old and the new cache do not both stay alive
+        // for the whole step (the planner's KV growth factor). A failed step leaves the
+        // cache empty (`len` 0), which the conversation treats as a fresh start.
+        let n_past = cache.tensors.len();
+        inputs.extend(cache.tensors.drain(..));
+        let past_len = std::mem::take(&mut cache.len);
+        let run = match profile {
+            None => workers::enter(&self.workers, || self.plan.run(inputs)),
             Some(profile) => workers::enter(&self.workers, || -> Result<_> {
                 let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan)?;
                 state.run_plan_with_eval(inputs, |ctx, op_state, node, input| {
@@ -285,17 +291,24 @@ impl LlmModel {
                     profile.add(node.op().name().as_ref(), t.elapsed());
                     out
                 })
-            })?,
+            }),
         };
-        ensure!(
-            outputs.len() == 1 + cache.tensors.len(),
-            "model returned {} outputs, expected {}",
-            outputs.len(),
-            1 + cache.tensors.len()
-        );
-        for (slot, t) in cache.tensors.iter_mut().zip(outputs.drain(1..)) {
-            *slot = t;
-        }
+        let mut outputs = match run {
+            Ok(outputs) if outputs.len() == 1 + n_past => outputs,
+            Ok(outputs) => {
+                *cache = self.empty_cache()?;
+                bail!(
+                    "model returned {} outputs, expected {}",
+                    outputs.len(),
+                    1 + n_past
+                )
+            }
+            Err(e) => {
+                *cache = self.empty_cache()?;
+                return Err(e.context(format!("LLM step over {s} tokens after {past_len} failed")));
+            }
+        };
+        cache.tensors.extend(outputs.drain(1..));
         cache.len = p + s;
         let logits = outputs.remove(0);
         let logits = logits.to_plain_array_view::<f32>()?;

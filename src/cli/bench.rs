@@ -468,6 +468,17 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
     }
     let total = profile.total().as_secs_f64().max(1e-9);
     let share = |d: std::time::Duration| d.as_secs_f64() / total;
+    let steps = args.decode_tokens.max(1);
+    let by_op: serde_json::Map<String, Value> = profile
+        .by_op
+        .iter()
+        .map(|(op, (t, n))| {
+            (
+                op.clone(),
+                json!({"share": share(*t), "nodes_per_step": n / steps}),
+            )
+        })
+        .collect();
     Ok(json!({
         "threads": model.threads,
         "load_ms": ms(model.load_time),
@@ -482,6 +493,7 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
             "attention": share(profile.attention),
             "rest": share(profile.rest),
         },
+        "decode_step_by_op": by_op,
         "kernel": edgevox::llm::ops::kernel().name(),
         "peak_rss_bytes_so_far": peak_rss_bytes(),
     }))

@@ -332,10 +332,15 @@ pub struct StepProfile {
     pub attention: Duration,
     /// Everything else: norms, RoPE, reshapes, the embedding lookup, element-wise ops.
     pub rest: Duration,
+    /// Time and node evaluations per op name.
+    pub by_op: std::collections::BTreeMap<String, (Duration, usize)>,
 }
 
 impl StepProfile {
     fn add(&mut self, op: &str, t: Duration) {
+        let e = self.by_op.entry(op.to_string()).or_default();
+        e.0 += t;
+        e.1 += 1;
         match op {
             "EdgevoxBlockLinear" => self.products += t,
             "OptMatMul" | "Softmax" | "TypedConcat" | "Concat" => self.attention += t,

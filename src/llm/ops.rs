@@ -334,20 +334,6 @@ impl TypedOp for BlockLinear {
     as_op!();
 }
 
-/// The output tile's base pointer, shared by the parts of a split product.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-
-// SAFETY: each part writes a disjoint range of rows through it (see `linear`).
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets within the tile the pointer was taken from.
-        unsafe { self.0.add(offset) }
-    }
-}
-
 /// Below this many weight blocks a product stays on the calling thread.
 const THREADING_MIN_BLOCKS: usize = 4096;
 
@@ -372,16 +358,14 @@ pub fn linear(w: &BlockMatrix, xs: &[f32], m: usize, ys: &mut [f32], kernel: Ker
             Some(workers) => {
                 // Whole rows per part, a multiple of 4 so neighbours do not share a line.
                 let rows_per = n.div_ceil(workers.threads()).next_multiple_of(4);
-                let base = SharedOut(out.as_mut_ptr());
+                let base = workers::SharedMut::new(out);
                 workers.run(&|part| {
                     let (start, end) = ((part * rows_per).min(n), ((part + 1) * rows_per).min(n));
                     if start < end {
                         // SAFETY: part p writes only rows [p·rows_per, (p+1)·rows_per) of
                         // `out` (n·mt values), which no other part touches, and `run`
                         // returns only after every part has finished.
-                        let chunk = unsafe {
-                            std::slice::from_raw_parts_mut(base.at(start * mt), (end - start) * mt)
-                        };
+                        let chunk = unsafe { base.slice(start * mt, (end - start) * mt) };
                         quant::matmul_rows(kernel, w, a, mt, start..end, chunk);
                     }
                 });

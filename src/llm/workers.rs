@@ -8,11 +8,13 @@
 //! park on a condition variable, so during a reply they answer within a few hundred
 //! nanoseconds, and an idle assistant sleeps.
 //!
-//! The caller does part 0 of every job itself, so `threads` = 2 means one extra thread.
+//! The caller claims parts too, so `threads` = 2 means one extra thread, and a part that a
+//! descheduled worker has not claimed is run by the caller rather than waited for: on a busy
+//! machine the products fall back towards one thread's speed instead of stalling.
 
 use std::cell::RefCell;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,14 +30,26 @@ const YIELD_AFTER: u32 = 4096;
 
 type Job = *const (dyn Fn(usize) + Sync);
 
+/// The job's state in one word, so that every decision reads one snapshot:
+/// generation (32 bits) | parts (16) | next unclaimed part (16).
+fn pack(generation: u64, parts: u64, next: u64) -> u64 {
+    (generation << 32) | (parts << 16) | next
+}
+
+fn unpack(state: u64) -> (u64, u64, u64) {
+    (state >> 32, (state >> 16) & 0xffff, state & 0xffff)
+}
+
 struct Shared {
-    /// Bumped (Release) after `job` is written; workers start part `id` when it changes.
-    generation: AtomicUsize,
-    /// The current job. Written only by the thread holding `Workers::running`, while no
-    /// worker is inside a job (`pending` is 0).
+    /// See [`pack`]. A new generation is stored (SeqCst) after `job` is written; any thread
+    /// claims a part by a compare-and-swap on `next`, so a part a late or descheduled worker
+    /// has not claimed yet is run by the caller instead of waited for.
+    state: AtomicU64,
+    /// The current job. Written only by the thread holding `Workers::running`, when every
+    /// part of the previous job has finished (`done` = parts).
     job: UnsafeCell<Option<Job>>,
-    /// Worker parts of the current job not yet finished.
-    pending: AtomicUsize,
+    /// Parts of the current job finished.
+    done: AtomicUsize,
     /// Workers waiting on `wake` (or about to).
     parked: AtomicUsize,
     sleep: Mutex<()>,
@@ -43,10 +57,48 @@ struct Shared {
     stop: AtomicBool,
 }
 
+impl Shared {
+    /// Claims and runs parts of generation `generation` until none is left.
+    fn run_parts(&self, generation: u64) {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let (g, parts, next) = unpack(state);
+            if g != generation || next >= parts {
+                return;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                pack(g, parts, next + 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // SAFETY: the claim succeeded on this generation, so its job is live:
+                    // its caller waits for `done` to count this part before returning, and
+                    // `job` is not rewritten before then (see `Shared`'s Sync note).
+                    let job =
+                        unsafe { (*self.job.get()).expect("a job is set before its generation") };
+                    let f = unsafe { &*job };
+                    let ok =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(next as usize)));
+                    if ok.is_err() {
+                        log::error!("an LLM worker's part panicked; aborting");
+                        std::process::abort();
+                    }
+                    self.done.fetch_add(1, Ordering::Release);
+                    state = self.state.load(Ordering::Acquire);
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+}
+
 // SAFETY: `job` is the only non-Sync field. It is written by one thread at a time (the holder
-// of `Workers::running`) strictly before the Release bump of `generation`, and read by workers
-// only after an Acquire load that observed that bump and before they decrement `pending`; the
-// writer waits for `pending` to reach 0 (Acquire) before it writes again.
+// of `Workers::running`), before the SeqCst store that publishes its generation and only once
+// every part of the previous generation has finished; it is read only by a thread that has
+// just claimed a part of the current generation (AcqRel CAS, which sees that store), and the
+// job's caller does not return before that part is counted in `done`.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the job pointer is only dereferenced under that protocol, and what it
 // points to is `Sync`.
@@ -72,10 +124,11 @@ impl Workers {
     /// `threads` parts per job: the caller plus `threads - 1` spawned workers.
     pub fn new(threads: usize) -> Result<Arc<Workers>> {
         ensure!(threads >= 1, "the LLM needs at least 1 thread, not 0");
+        ensure!(threads <= 1024, "{threads} LLM threads: at most 1024");
         let shared = Arc::new(Shared {
-            generation: AtomicUsize::new(0),
+            state: AtomicU64::new(pack(0, 0, 0)),
             job: UnsafeCell::new(None),
-            pending: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
@@ -86,7 +139,7 @@ impl Workers {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("edgevox-llm-{id}"))
-                .spawn(move || worker(&shared, id))
+                .spawn(move || worker(&shared))
                 .context("starting an LLM worker thread")?;
             handles.push(handle);
         }
@@ -102,8 +155,9 @@ impl Workers {
         self.threads
     }
 
-    /// Runs `f(part)` for every part in `0..threads()`, part 0 on the calling thread, and
-    /// returns when all are done. A panic in a worker's part aborts the process (it cannot be
+    /// Runs `f(part)` for every part in `0..threads()`, each exactly once, on whichever
+    /// thread claims it first (the caller claims parts too, so a part is never left waiting
+    /// for a worker that is off its core), and returns when all are done. A panic in a worker's part aborts the process (it cannot be
     /// carried back safely); the parts here are the block kernels, which do not panic on
     /// checked inputs.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
@@ -113,29 +167,33 @@ impl Workers {
         }
         let _one_job = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
-        // SAFETY: see `Shared`: we hold `running` and `pending` is 0 (the previous job was
-        // waited for below), so no worker reads `job` now. The pointer's lifetime is erased;
-        // it is only dereferenced before this function returns, because we wait for every
-        // worker to finish its part.
+        let (generation, _, _) = unpack(s.state.load(Ordering::Acquire));
+        let generation = (generation + 1) & 0xffff_ffff;
+        let parts = self.threads as u64;
+        // SAFETY: see `Shared`: we hold `running` and every part of the previous job has
+        // finished (waited for below), so nobody reads `job` now. The pointer's lifetime is
+        // erased; it is only dereferenced before this function returns, because we wait for
+        // every claimed part to finish.
         unsafe {
             let job: Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f);
             *s.job.get() = Some(job);
         }
-        s.pending.store(self.threads - 1, Ordering::Relaxed);
-        s.generation.fetch_add(1, Ordering::SeqCst);
+        s.done.store(0, Ordering::Relaxed);
+        s.state.store(pack(generation, parts, 0), Ordering::SeqCst);
         if s.parked.load(Ordering::SeqCst) > 0 {
             let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        f(0);
+        // Our share, and whatever the workers have not claimed by the time we are free.
+        s.run_parts(generation);
         let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 {
+        while s.done.load(Ordering::Acquire) < self.threads {
             spins = spins.saturating_add(1);
             if spins < YIELD_AFTER {
                 std::hint::spin_loop();
             } else {
-                // More threads than free cores (another stage busy, tests in parallel):
-                // let the worker we wait for run.
+                // A worker is inside a part but off its core (another stage busy, tests in
+                // parallel): let it run.
                 std::thread::yield_now();
             }
         }
@@ -146,7 +204,9 @@ impl Drop for Workers {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.stop.store(true, Ordering::SeqCst);
-        s.generation.fetch_add(1, Ordering::SeqCst);
+        let (generation, _, _) = unpack(s.state.load(Ordering::Acquire));
+        s.state
+            .store(pack((generation + 1) & 0xffff_ffff, 0, 0), Ordering::SeqCst);
         {
             let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -157,16 +217,17 @@ impl Drop for Workers {
     }
 }
 
-fn worker(s: &Shared, id: usize) {
+fn worker(s: &Shared) {
     // Generation 0 is the one before any job (read here, a job already started would be
-    // missed, and its caller would wait forever).
+    // missed; its parts would still run, on the caller).
     let mut seen = 0;
+    let generation = |s: &Shared| unpack(s.state.load(Ordering::Acquire)).0;
     loop {
         // Spin for a new generation, then park.
         let mut spins = 0u32;
         let mut since = None;
         let next = loop {
-            let g = s.generation.load(Ordering::Acquire);
+            let g = generation(s);
             if g != seen {
                 break g;
             }
@@ -181,7 +242,7 @@ fn worker(s: &Shared, id: usize) {
                 if t0.elapsed() >= SPIN {
                     let mut g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
                     s.parked.fetch_add(1, Ordering::SeqCst);
-                    while s.generation.load(Ordering::SeqCst) == seen {
+                    while unpack(s.state.load(Ordering::SeqCst)).0 == seen {
                         g = s.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                     }
                     s.parked.fetch_sub(1, Ordering::SeqCst);
@@ -194,17 +255,40 @@ fn worker(s: &Shared, id: usize) {
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
-        // SAFETY: the Acquire load above saw the bump that followed the write of `job`, and
-        // the caller of `run` keeps `f` alive until `pending` reaches 0, which we only
-        // decrement after the call.
-        let job = unsafe { (*s.job.get()).expect("a job is set before its generation") };
-        let f = unsafe { &*job };
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(id)));
-        if ok.is_err() {
-            log::error!("an LLM worker's part panicked; aborting");
-            std::process::abort();
+        s.run_parts(seen);
+    }
+}
+
+/// A mutable f32 buffer that the parts of one job write in disjoint ranges.
+#[derive(Clone, Copy)]
+pub struct SharedMut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: it only hands out ranges through the unsafe `slice`, whose callers promise that no
+// two parts take overlapping ranges while the job runs.
+unsafe impl Sync for SharedMut {}
+unsafe impl Send for SharedMut {}
+
+impl SharedMut {
+    pub fn new(buf: &mut [f32]) -> SharedMut {
+        SharedMut {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
         }
-        s.pending.fetch_sub(1, Ordering::Release);
+    }
+
+    /// `len` values from `offset`.
+    ///
+    /// # Safety
+    /// The buffer given to [`SharedMut::new`] must outlive the returned slice and not be used
+    /// otherwise meanwhile, and no other live slice from this `SharedMut` may overlap it.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, offset: usize, len: usize) -> &mut [f32] {
+        assert!(offset + len <= self.len, "range outside the shared buffer");
+        // SAFETY: in bounds (checked above); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) }
     }
 }
 

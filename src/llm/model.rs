@@ -293,19 +293,22 @@ impl LlmModel {
                 })
             }),
         };
-        let mut outputs = match run {
-            Ok(outputs) if outputs.len() == 1 + n_past => outputs,
-            Ok(outputs) => {
-                *cache = self.empty_cache()?;
-                bail!(
+        let checked = run
+            .with_context(|| format!("LLM step over {s} tokens after {past_len} failed"))
+            .and_then(|outputs| {
+                ensure!(
+                    outputs.len() == 1 + n_past,
                     "model returned {} outputs, expected {}",
                     outputs.len(),
                     1 + n_past
-                )
-            }
+                );
+                Ok(outputs)
+            });
+        let mut outputs = match checked {
+            Ok(outputs) => outputs,
             Err(e) => {
                 *cache = self.empty_cache()?;
-                return Err(e.context(format!("LLM step over {s} tokens after {past_len} failed")));
+                return Err(e);
             }
         };
         cache.tensors.extend(outputs.drain(1..));

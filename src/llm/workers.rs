@@ -4,9 +4,9 @@
 //! nodes between them. Split over rayon, the second half of each product waits for a parked
 //! worker to wake up, which takes longer than the half itself: two threads decoded at 1.00× one
 //! thread (`edgevox bench llm`, 63.6 vs 63.8 tokens/s on this 2-vCPU host). These workers instead
-//! spin on a generation counter for a short window after each job ([`SPIN`]) and only then
-//! park on a condition variable, so during a reply they answer within a few hundred
-//! nanoseconds, and an idle assistant sleeps.
+//! spin on a job word for a short window after each job ([`SPIN`]) and only then park on a
+//! condition variable, so during a reply a product starts without a wake-up, and an idle
+//! assistant sleeps.
 //!
 //! The caller claims parts too, so `threads` = 2 means one extra thread, and a part that a
 //! descheduled worker has not claimed is run by the caller rather than waited for: on a busy
@@ -157,9 +157,9 @@ impl Workers {
 
     /// Runs `f(part)` for every part in `0..threads()`, each exactly once, on whichever
     /// thread claims it first (the caller claims parts too, so a part is never left waiting
-    /// for a worker that is off its core), and returns when all are done. A panic in a worker's part aborts the process (it cannot be
-    /// carried back safely); the parts here are the block kernels, which do not panic on
-    /// checked inputs.
+    /// for a worker that is off its core), and returns when all are done. With several
+    /// threads a panic in any part aborts the process (it cannot be carried back safely from
+    /// a worker); the parts here are the block kernels, which do not panic on checked inputs.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
         if self.threads == 1 {
             f(0);
@@ -186,16 +186,11 @@ impl Workers {
         }
         // Our share, and whatever the workers have not claimed by the time we are free.
         s.run_parts(generation);
+        // Past YIELD_AFTER, a worker inside a part is off its core (another stage busy,
+        // tests in parallel): `pause` lets it run.
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < self.threads {
-            spins = spins.saturating_add(1);
-            if spins < YIELD_AFTER {
-                std::hint::spin_loop();
-            } else {
-                // A worker is inside a part but off its core (another stage busy, tests in
-                // parallel): let it run.
-                std::thread::yield_now();
-            }
+            pause(&mut spins);
         }
     }
 }
@@ -217,6 +212,17 @@ impl Drop for Workers {
     }
 }
 
+/// One turn of a wait: a spin-loop hint for the first [`YIELD_AFTER`] turns, then the core
+/// handed to another thread.
+fn pause(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if *spins < YIELD_AFTER {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 fn worker(s: &Shared) {
     // Generation 0 is the one before any job (read here, a job already started would be
     // missed; its parts would still run, on the caller).
@@ -231,12 +237,7 @@ fn worker(s: &Shared) {
             if g != seen {
                 break g;
             }
-            spins = spins.wrapping_add(1);
-            if spins < YIELD_AFTER {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            pause(&mut spins);
             if spins.is_multiple_of(1024) {
                 let t0 = *since.get_or_insert_with(Instant::now);
                 if t0.elapsed() >= SPIN {

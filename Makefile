@@ -12,6 +12,8 @@ GGUF := $(CACHE)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 LLM_Q41 := $(CACHE)/smollm2/q4_1
 LLM_Q4 := $(CACHE)/smollm2/q4
 LLM_F32 := $(CACHE)/smollm2/f32
+# The q4 model in standard ONNX ops (cache as graph inputs): ONNX Runtime's reference only.
+LLM_Q4_ONNX := $(CACHE)/smollm2/q4-onnx
 TINY_LLM := $(CACHE)/tiny-llm
 TINY_LLM_Q41 := $(CACHE)/tiny-llm-q4_1
 REFS := $(CACHE)/refs
@@ -93,6 +95,9 @@ $(LLM_Q4)/llm.json: $(GGUF) models/export_llm.py
 $(LLM_F32)/llm.json: $(GGUF) models/export_llm.py
 	$(PY) models/export_llm.py $(GGUF) $(LLM_F32) --variant f32
 
+$(LLM_Q4_ONNX)/llm.json: $(GGUF) models/export_llm.py
+	$(PY) models/export_llm.py $(GGUF) $(LLM_Q4_ONNX) --variant q4 --attention onnx
+
 # A tiny random Llama through the same exporter, with a numpy reference: the unit tests'
 # model (native and under qemu-aarch64).
 # Its q4_1 twin (GGUF blocks through edgevox's own ops; seed 10 gives a varied greedy run).
@@ -109,9 +114,9 @@ $(REFS)/vad_beckett.json: $(VAD_MODEL) $(SPEECH)/beckett.wav models/reference.py
 	@mkdir -p $(REFS)
 	$(PY) models/reference.py vad $(VAD_MODEL) $(SPEECH)/beckett.wav $@ 2>/dev/null
 
-$(REFS)/ort_q4.json: $(LLM_Q4)/llm.json models/reference.py $(VENV)/.ref-stamp
+$(REFS)/ort_q4.json: $(LLM_Q4_ONNX)/llm.json models/reference.py $(VENV)/.ref-stamp
 	@mkdir -p $(REFS)
-	$(PY) models/reference.py ort $(LLM_Q4) $@ --tokens 32
+	$(PY) models/reference.py ort $(LLM_Q4_ONNX) $@ --tokens 32
 
 $(REFS)/llamacpp.json: $(GGUF) models/reference.py models/testdata/gettysburg.txt $(LLM_Q4)/llm.json $(VENV)/.ref-stamp
 	@mkdir -p $(REFS)

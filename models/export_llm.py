@@ -1,28 +1,23 @@
 #!/usr/bin/env python3
 """Export a Llama-architecture GGUF (SmolLM2) to an ONNX model that tract runs.
 
-    python3 models/export_llm.py GGUF OUT_DIR [--variant q4_1|q4|f32]
+    python3 models/export_llm.py GGUF OUT_DIR [--variant q4_1|q4|f32] [--attention edgevox|onnx]
 
 Writes into OUT_DIR:
-  model.onnx      the decoder with a KV cache as explicit inputs/outputs
+  model.onnx      the decoder: token ids in, the last position's logits out
   weights.bin     (q4_1 only) the GGUF's weight blocks, byte for byte, one tensor after the
                   other at 64-byte boundaries: the runtime memory-maps it
   tokenizer.json  for the `tokenizers` crate, rebuilt from the GGUF's vocab and merges
   llm.json        hyper-parameters, chat template pieces, stop tokens, and the size and
                   sha256 of the two files above (the runtime checks them before use)
 
-Graph layout (what ONNX Runtime GenAI emits for Llama, minus its GroupQueryAttention):
-  inputs   input_ids [batch, seq] i64, position_ids [batch, seq] i64,
-           attention_bias [seq, total_seq] f32 (additive causal mask),
-           past_key_values.{i}.key / .value [batch, kv_heads, past_seq, head_dim] f32
-  outputs  logits [batch, 1, vocab] (last position only),
-           present.{i}.key / .value [batch, kv_heads, total_seq, head_dim]
-  ops      MatMulNBits (4-bit, block 32, symmetric) for every projection and the tied LM
-           head, GatherBlockQuantized for the tied embedding, SimplifiedLayerNormalization /
-           SkipSimplifiedLayerNormalization, com.microsoft RotaryEmbedding (halves layout).
-           Attention is grouped MatMul + Softmax: tract's GroupQueryAttention refuses a
-           multi-token step on a non-empty cache, which the prefix cache and batched prefill
-           of a question after the system prompt both need.
+Graph layout: input_ids [batch, seq] i64 in, logits [batch, 1, vocab] (last position only)
+out. Each layer's attention is EdgevoxAttention (`ai.edgevox` domain): RoPE, the KV cache and
+grouped-query attention in one op; the runtime keeps the cache outside the graph and writes it
+in place. Norms are SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization.
+`--attention onnx` writes the same model in standard ops instead, with the KV cache as
+explicit inputs/outputs (past_key_values.{i}.key/.value, present.{i}.key/.value, plus
+position_ids and an additive attention_bias): what ONNX Runtime runs for the reference checks.
 
 Variants:
   q4_1  (the default) the GGUF's own blocks, never re-quantized: Q4_1 projections, the Q8_0
@@ -328,21 +323,66 @@ def rope_tables(cfg: LlamaConfig) -> tuple[np.ndarray, np.ndarray]:
 VARIANTS = ("q4_1", "q4", "f32")
 
 
+def onnx_attention(g: Graph, cfg: LlamaConfig, i: int, q: str, k: str, v: str,
+                   inputs: list, outputs: list) -> str:
+    """Layer i's attention in standard ONNX ops, with the KV cache as explicit graph inputs
+    and outputs (`--attention onnx`): only for ONNX Runtime, which the reference checks run.
+    Grouped MatMul + Softmax, com.microsoft RotaryEmbedding on the halves layout."""
+    D, KV, H = cfg.head_dim, cfg.n_kv_heads, cfg.hidden
+    group = cfg.n_heads // KV
+    i64 = lambda *v: g.const(g.name("shape"), np.array(v, dtype=np.int64))
+    if "cos_cache" not in {t.name for t in g.inits}:
+        cos, sin = rope_tables(cfg)
+        g.const("cos_cache", cos)
+        g.const("sin_cache", sin)
+        g.const("attn_scale", np.array(1.0 / np.sqrt(D), dtype=np.float32))
+        inputs += [
+            helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+            helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, ["sequence_length", "total_sequence_length"]),
+        ]
+    past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
+    pres_k, pres_v = f"present.{i}.key", f"present.{i}.value"
+    for name in (past_k, past_v):
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch_size", KV, "past_sequence_length", D]))
+    for name in (pres_k, pres_v):
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch_size", KV, "total_sequence_length", D]))
+
+    def heads(y, n):  # [B, S, n*D] -> [B, n, S, D]
+        return g.op("Transpose", [g.op("Reshape", [y, i64(0, 0, n, D)])], perm=[0, 2, 1, 3])
+
+    q4 = g.op("RotaryEmbedding", [heads(q, cfg.n_heads), "position_ids", "cos_cache", "sin_cache"],
+              domain=MS, interleaved=0)
+    k4 = g.op("RotaryEmbedding", [heads(k, KV), "position_ids", "cos_cache", "sin_cache"],
+              domain=MS, interleaved=0)
+    k_all = g.op("Concat", [past_k, k4], axis=2, out=[pres_k])
+    v_all = g.op("Concat", [past_v, heads(v, KV)], axis=2, out=[pres_v])
+    # Grouped attention: query head j*group+r reads KV head j.
+    qg = g.op("Reshape", [g.op("Mul", [q4, "attn_scale"]), i64(0, KV, group, -1, D)])  # [B,KV,G,S,D]
+    kt = g.op("Unsqueeze", [g.op("Transpose", [k_all], perm=[0, 1, 3, 2]), i64(2)])  # [B,KV,1,D,T]
+    scores = g.op("Add", [g.op("MatMul", [qg, kt]), "attention_bias"])  # [B,KV,G,S,T]
+    probs = g.op("Softmax", [scores], axis=-1)
+    ctx = g.op("MatMul", [probs, g.op("Unsqueeze", [v_all, i64(2)])])  # [B,KV,G,S,D]
+    ctx = g.op("Reshape", [ctx, i64(0, cfg.n_heads, -1, D)])
+    return g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64(0, 0, H)])
+
+
+ATTENTIONS = ("edgevox", "onnx")
+
+
 def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str,
-                raw: dict[str, RawTensor] | None = None) -> tuple[onnx.ModelProto, WeightFile]:
+                raw: dict[str, RawTensor] | None = None,
+                attention: str = "edgevox") -> tuple[onnx.ModelProto, WeightFile]:
     if variant not in VARIANTS:
         raise ExportError(f"unknown variant {variant!r} ({', '.join(VARIANTS)})")
+    if attention not in ATTENTIONS:
+        raise ExportError(f"unknown attention {attention!r} ({', '.join(ATTENTIONS)})")
+    if attention == "onnx" and variant == "q4_1":
+        raise ExportError("the q4_1 variant runs edgevox's own ops: ONNX Runtime cannot run it anyway")
     if variant == "q4_1" and not raw:
         raise ExportError("the q4_1 variant needs the GGUF's quantized blocks")
     g = Graph(variant, raw)
     H, D, KV = cfg.hidden, cfg.head_dim, cfg.n_kv_heads
-    group = cfg.n_heads // KV
     i64 = lambda *v: g.const(g.name("shape"), np.array(v, dtype=np.int64))
-
-    cos, sin = rope_tables(cfg)
-    g.const("cos_cache", cos)
-    g.const("sin_cache", sin)
-    scale = g.const("attn_scale", np.array(1.0 / np.sqrt(D), dtype=np.float32))
 
     emb = t["token_embd.weight"]
     if variant == "q4_1":
@@ -361,20 +401,12 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str,
 
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
-        helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, ["sequence_length", "total_sequence_length"]),
     ]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", 1, cfg.vocab])]
 
     skip_in = None  # output of the previous block, added to the residual by the next norm
     for i in range(cfg.n_layers):
         p = f"blk.{i}."
-        past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
-        pres_k, pres_v = f"present.{i}.key", f"present.{i}.value"
-        for name in (past_k, past_v):
-            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch_size", KV, "past_sequence_length", D]))
-        for name in (pres_k, pres_v):
-            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch_size", KV, "total_sequence_length", D]))
 
         norm_w = g.const(p + "attn_norm.weight", t[p + "attn_norm.weight"])
         if skip_in is None:
@@ -392,25 +424,12 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str,
             k = g.linear(x, unpermute_qk(t[p + "attn_k.weight"], KV), p + "attn_k")
             v = g.linear(x, t[p + "attn_v.weight"], p + "attn_v")
 
-        def heads(y, n):  # [B, S, n*D] -> [B, n, S, D]
-            return g.op("Transpose", [g.op("Reshape", [y, i64(0, 0, n, D)])], perm=[0, 2, 1, 3])
-
-        q4 = g.op("RotaryEmbedding", [heads(q, cfg.n_heads), "position_ids", "cos_cache", "sin_cache"],
-                  domain=MS, interleaved=0)
-        k4 = g.op("RotaryEmbedding", [heads(k, KV), "position_ids", "cos_cache", "sin_cache"],
-                  domain=MS, interleaved=0)
-        v4 = heads(v, KV)
-        k_all = g.op("Concat", [past_k, k4], axis=2, out=[pres_k])
-        v_all = g.op("Concat", [past_v, v4], axis=2, out=[pres_v])
-
-        # Grouped attention: query head j*group+r reads KV head j.
-        qg = g.op("Reshape", [g.op("Mul", [q4, scale]), i64(0, KV, group, -1, D)])  # [B,KV,G,S,D]
-        kt = g.op("Unsqueeze", [g.op("Transpose", [k_all], perm=[0, 1, 3, 2]), i64(2)])  # [B,KV,1,D,T]
-        scores = g.op("Add", [g.op("MatMul", [qg, kt]), "attention_bias"])  # [B,KV,G,S,T]
-        probs = g.op("Softmax", [scores], axis=-1)
-        ctx = g.op("MatMul", [probs, g.op("Unsqueeze", [v_all, i64(2)])])  # [B,KV,G,S,D]
-        ctx = g.op("Reshape", [ctx, i64(0, cfg.n_heads, -1, D)])
-        ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64(0, 0, H)])
+        if attention == "edgevox":
+            # RoPE, the in-place KV cache and grouped-query attention: edgevox's own op.
+            ctx = g.op("EdgevoxAttention", [q, k, v], domain=EDGEVOX, layer=i, heads=cfg.n_heads,
+                       kv_heads=KV, head_dim=D, rope_base=float(cfg.rope_base))
+        else:
+            ctx = onnx_attention(g, cfg, i, q, k, v, inputs, outputs)
         attn = g.linear(ctx, t[p + "attn_output.weight"], p + "attn_output")
 
         ffn_w = g.const(p + "ffn_norm.weight", t[p + "ffn_norm.weight"])
@@ -532,7 +551,7 @@ def chat_template_pieces(reader) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def export(gguf_path: Path, out_dir: Path, variant: str = "q4_1") -> dict:
+def export(gguf_path: Path, out_dir: Path, variant: str = "q4_1", attention: str = "edgevox") -> dict:
     from gguf import GGUFReader
 
     try:
@@ -556,16 +575,17 @@ def export(gguf_path: Path, out_dir: Path, variant: str = "q4_1") -> dict:
         "stop_ids": stop_ids,
         "chat": chat_template_pieces(reader),
     }
-    return write_export(out_dir, cfg, tensors, build_tokenizer(reader), meta, variant, raw)
+    return write_export(out_dir, cfg, tensors, build_tokenizer(reader), meta, variant, raw, attention)
 
 
 def write_export(out_dir: Path, cfg: LlamaConfig, tensors: dict[str, np.ndarray], tokenizer: dict,
-                 meta: dict, variant: str, raw: dict[str, RawTensor] | None = None) -> dict:
+                 meta: dict, variant: str, raw: dict[str, RawTensor] | None = None,
+                 attention: str = "edgevox") -> dict:
     """Writes model.onnx, tokenizer.json, llm.json (meta gives source, bos_id, stop_ids, chat)
     and, for q4_1, weights.bin (`raw`: the GGUF's blocks by tensor name)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"export: building {variant} graph ({cfg.n_layers} layers)", flush=True)
-    model, weights = build_model(cfg, tensors, variant, raw)
+    model, weights = build_model(cfg, tensors, variant, raw, attention)
     onnx_path = out_dir / "model.onnx"
     onnx.save(model, onnx_path)
     tok_path = out_dir / "tokenizer.json"
@@ -581,6 +601,7 @@ def write_export(out_dir: Path, cfg: LlamaConfig, tensors: dict[str, np.ndarray]
     meta = {
         "format": 1,
         "variant": variant,
+        "attention": attention,
         "config": asdict(cfg),
         **meta,
         "files": {
@@ -599,9 +620,12 @@ def main(argv=None) -> int:
     ap.add_argument("gguf", type=Path)
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--variant", choices=list(VARIANTS), default="q4_1")
+    ap.add_argument("--attention", choices=list(ATTENTIONS), default="edgevox",
+                    help="edgevox: edgevox's own op and in-place cache (what the runtime loads); "
+                         "onnx: standard ops with the cache as graph inputs/outputs (for ONNX Runtime)")
     args = ap.parse_args(argv)
     try:
-        export(args.gguf, args.out_dir, args.variant)
+        export(args.gguf, args.out_dir, args.variant, args.attention)
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

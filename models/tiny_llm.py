@@ -9,6 +9,8 @@ byte-level tokenizer (one token per byte plus ChatML's three special tokens):
   q4_1  the weights quantized to GGUF Q4_1 blocks (projections) and Q8_0 (the tied embedding)
         by the gguf package, run by edgevox's own ops from weights.bin.
 Next to the model it writes `reference.json`: a plain numpy forward pass (float64, the same
+quantized weights, keys and values rounded to f16 as the default cache stores them, and again
+without that rounding for an f32 cache;
 quantized weights; for q4_1 each product's input is first rounded to 8 bits per 32-block by
 llama.cpp's reference rule with f32 scales, as edgevox's kernels do) giving the prompt's token ids, a greedy
 continuation and the logits at every step of it, so the Rust side checks tract's execution
@@ -156,9 +158,17 @@ def rope(x, positions, cfg):
     return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
 
 
+def f16(x: np.ndarray) -> np.ndarray:
+    """What an f16 KV cache holds: rounded to half precision, nearest even."""
+    return x.astype(np.float16).astype(np.float64)
+
+
 def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int],
-            raw: dict[str, ex.RawTensor] | None = None) -> np.ndarray:
-    """Logits of the last position for the whole sequence `ids` (`raw`: the q4_1 variant)."""
+            raw: dict[str, ex.RawTensor] | None = None, kv_f16: bool = True) -> np.ndarray:
+    """Logits of the last position for the whole sequence `ids` (`raw`: the q4_1 variant;
+    `kv_f16`: keys after RoPE and values rounded to f16, as edgevox's default cache stores
+    them, and the query and the probabilities rounded to f16 for their products with them, as
+    llama.cpp's CPU attention does and edgevox's does with an f16 cache)."""
     D, H, KV = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
     if raw is None:
         weight = lambda name, f=None: quantized(f(t[name]) if f else t[name])
@@ -183,12 +193,15 @@ def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int],
         k = lin(x, "attn_k.weight", lambda w: ex.unpermute_qk(w, KV)).reshape(S, KV, D).transpose(1, 0, 2)
         v = lin(x, "attn_v.weight").reshape(S, KV, D).transpose(1, 0, 2)
         q, k = rope(q, range(S), cfg), rope(k, range(S), cfg)
+        if kv_f16:  # and llama.cpp's f16 arithmetic: the query rounded for the f16 keys
+            q, k, v = f16(q), f16(k), f16(v)
         out = np.empty((H, S, D))
         for head in range(H):
             kv = head // (H // KV)
             s = q[head] @ k[kv].T / np.sqrt(D) + mask
             s = np.exp(s - s.max(axis=-1, keepdims=True))
-            out[head] = (s / s.sum(axis=-1, keepdims=True)) @ v[kv]
+            probs = s / s.sum(axis=-1, keepdims=True)
+            out[head] = (f16(probs) if kv_f16 else probs) @ v[kv]
         h = h + lin(out.transpose(1, 0, 2).reshape(S, H * D), "attn_output.weight")
         x = rms_norm(h, t[p + "ffn_norm.weight"], cfg.rms_eps)
         gate, up = lin(x, "ffn_gate.weight"), lin(x, "ffn_up.weight")
@@ -197,7 +210,7 @@ def forward(cfg: ex.LlamaConfig, t: dict[str, np.ndarray], ids: list[int],
     return act(x) @ emb.T
 
 
-def build(out_dir: Path, seed: int = 8, variant: str = "q4") -> dict:
+def build(out_dir: Path, seed: int = 8, variant: str = "q4", attention: str = "edgevox") -> dict:
     rng = np.random.default_rng(seed)
     cfg = CONFIG
     tensors = random_tensors(cfg, rng)
@@ -211,18 +224,21 @@ def build(out_dir: Path, seed: int = 8, variant: str = "q4") -> dict:
     }
     meta = {"source": {"file": f"synthetic seed {seed}", "sha256": ""},
             "bos_id": 256, "stop_ids": [257, 258], "chat": chat}
-    ex.write_export(out_dir, cfg, tensors, tokenizer, meta, variant, raw)
+    ex.write_export(out_dir, cfg, tensors, tokenizer, meta, variant, raw, attention)
 
     ids = encode(PROMPT)
-    seq, steps = list(ids), []
+    seq, steps, steps_f32 = list(ids), [], []
     for _ in range(GREEDY_STEPS):
         logits = forward(cfg, tensors, seq, raw)
         steps.append([round(float(v), 6) for v in logits])
+        exact = forward(cfg, tensors, seq, raw, kv_f16=False)
+        steps_f32.append([round(float(v), 6) for v in exact])
         seq.append(int(np.argmax(logits)))
     ref = {
         "prompt": PROMPT, "prompt_ids": ids,
         "greedy": seq[len(ids):],
         "step_logits": steps,  # step 0: after the prompt; step i: after greedy[..i]
+        "step_logits_f32": steps_f32,  # the same steps with an f32 cache (no rounding)
         "model_sha256": sha256_of(out_dir / "model.onnx"),
     }
     (out_dir / "reference.json").write_text(json.dumps(ref))

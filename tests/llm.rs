@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use edgevox::llm::{
-    Chat, ChatOptions, LlmModel, LoadOptions, SamplingParams, StopReason, prefill, sampler::argmax,
+    Chat, ChatOptions, KvType, LlmModel, LoadOptions, SamplingParams, StopReason, prefill,
+    sampler::argmax,
 };
 use serde::Deserialize;
 
@@ -23,10 +24,21 @@ fn q4_1() -> Arc<LlmModel> {
         .clone()
 }
 
-/// The Q4_0 re-quantized export through tract's MatMulNBits (what ONNX Runtime can run too).
+/// The Q4_0 re-quantized export through tract's MatMulNBits (ONNX Runtime runs the same
+/// weights written in standard ops, `smollm2/q4-onnx`).
 fn q4_0() -> Arc<LlmModel> {
-    LlmModel::load(&cache().join("smollm2/q4"), &LoadOptions::default())
-        .expect("run `make models` first")
+    q4_0_with(KvType::F16)
+}
+
+fn q4_0_with(kv_type: KvType) -> Arc<LlmModel> {
+    LlmModel::load(
+        &cache().join("smollm2/q4"),
+        &LoadOptions {
+            kv_type,
+            ..Default::default()
+        },
+    )
+    .expect("run `make models` first")
 }
 
 fn greedy_chat(context: usize) -> Chat {
@@ -149,14 +161,15 @@ struct OrtRef {
     greedy: Vec<u32>,
 }
 
-/// tract against ONNX Runtime on the same ONNX file (the q4 export: ONNX Runtime has no
-/// edgevox ops).
+/// tract and edgevox's attention against ONNX Runtime on the same q4 weights (ONNX Runtime
+/// has no edgevox ops: it runs the export in standard ops, `--attention onnx`, with an f32
+/// cache, so edgevox uses an f32 cache here too).
 #[test]
 fn tract_matches_onnx_runtime() {
     let path = cache().join("refs/ort_q4.json");
     let r: OrtRef =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("make refs")).unwrap();
-    let model = q4_0();
+    let model = q4_0_with(KvType::F32);
     let mut cache = model.empty_cache().unwrap();
     let mut logits = prefill(&model, &mut cache, &r.prompt_ids, usize::MAX).unwrap();
     let diff = max_abs_diff(&logits, &r.first_logits);

@@ -389,6 +389,7 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
         let opts = LoadOptions {
             threads,
             verify_checksums: true,
+            kv_type: args.llm.kv_type,
         };
         let before = rss_bytes().unwrap_or(0);
         let model = LlmModel::load(&args.llm.model_dir, &opts)?;

@@ -81,6 +81,14 @@ pub struct LlmArgs {
     /// Threads for the LLM's matrix products.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// How the KV cache stores keys and values: f16 (half the memory, what llama.cpp keeps)
+    /// or f32.
+    #[arg(long = "kv-cache", default_value = "f16", value_parser = parse_kv_type)]
+    pub kv_type: edgevox::llm::KvType,
+}
+
+fn parse_kv_type(s: &str) -> Result<edgevox::llm::KvType> {
+    edgevox::llm::KvType::from_name(s)
 }
 
 impl LlmArgs {
@@ -91,6 +99,7 @@ impl LlmArgs {
             &LoadOptions {
                 threads: self.threads,
                 verify_checksums: true,
+                kv_type: self.kv_type,
             },
         )
     }

@@ -126,6 +126,7 @@ fn measure(board: &Board, plan: &Plan, args: &PlanArgs) -> Result<Vec<Stage>> {
         &LoadOptions {
             threads: board.threads.llm,
             verify_checksums: true,
+            ..Default::default()
         },
     )?;
     note("llm loaded");

@@ -8,7 +8,8 @@ use anyhow::{Result, bail, ensure};
 use log::{debug, info};
 use serde::Serialize;
 
-use super::model::{KvCache, LlmModel};
+use super::kv::KvCache;
+use super::model::LlmModel;
 use super::sampler::{Sampler, SamplingParams};
 use super::text::Utf8Stream;
 
@@ -99,8 +100,6 @@ pub struct Chat {
     opts: ChatOptions,
     sampler: Sampler,
     system_tokens: Vec<u32>,
-    /// Cache after the system prompt alone: the prefix every turn starts from.
-    system_cache: KvCache,
     /// Cache of the system prompt and the kept history (minus `pending`).
     cache: KvCache,
     history: Vec<Turn>,
@@ -139,7 +138,7 @@ impl Chat {
             system_tokens.len(),
             opts.context
         );
-        let mut cache = model.empty_cache()?;
+        let mut cache = model.cache_for(opts.context)?;
         let start = Instant::now();
         if !system_tokens.is_empty() {
             prefill(&model, &mut cache, &system_tokens, opts.prefill_chunk)?;
@@ -153,7 +152,6 @@ impl Chat {
         Ok(Chat {
             closing_tokens,
             sampler: Sampler::new(opts.sampling.clone()),
-            system_cache: cache.clone(),
             cache,
             recent: system_tokens.clone(),
             system_tokens,
@@ -184,7 +182,7 @@ impl Chat {
     /// Rebuilds the cache from the system prompt's and the kept history (after an interrupted
     /// prompt left it half fed); the history itself is fed at the next turn.
     fn rebuild_from_history(&mut self) {
-        self.cache = self.system_cache.clone();
+        self.restore_system_prompt();
         self.pending = self
             .history
             .iter()
@@ -192,9 +190,17 @@ impl Chat {
             .collect();
     }
 
+    /// Back to the cache of the system prompt alone: the cache only ever appends, so its
+    /// first positions are still the system prompt's and restoring it is a length reset.
+    fn restore_system_prompt(&mut self) {
+        self.cache
+            .truncate(self.system_tokens.len())
+            .expect("the cache always holds the system prompt");
+    }
+
     /// Forgets the history; the system prompt's cache is kept.
     pub fn reset(&mut self) {
-        self.cache = self.system_cache.clone();
+        self.restore_system_prompt();
         self.history.clear();
         self.pending.clear();
         self.recent = self.system_tokens.clone();
@@ -245,7 +251,7 @@ impl Chat {
                 self.history.remove(0);
                 dropped += 1;
             }
-            self.cache = self.system_cache.clone();
+            self.restore_system_prompt();
             feed = self
                 .history
                 .iter()
@@ -267,7 +273,13 @@ impl Chat {
                 cut_short = true;
                 break;
             }
-            logits = self.model.forward(&mut self.cache, part)?;
+            logits = match self.model.forward(&mut self.cache, part) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.rebuild_from_history();
+                    return Err(e);
+                }
+            };
         }
         if cut_short {
             // The cache holds part of the prompt: go back to a consistent state (the history
@@ -320,7 +332,13 @@ impl Chat {
                 stop = StopReason::ContextFull;
                 break;
             }
-            logits = self.model.forward(&mut self.cache, &[next])?;
+            logits = match self.model.forward(&mut self.cache, &[next]) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.rebuild_from_history();
+                    return Err(e);
+                }
+            };
         }
         let tail = stream.finish();
         if !tail.is_empty() {

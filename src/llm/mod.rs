@@ -7,7 +7,9 @@
 //!   prompt so that a question's first token comes quickly;
 //! - [`Sampler`] picks tokens (greedy, temperature, top-k, top-p, repetition penalty, seed).
 
+pub mod attention;
 pub mod chat;
+pub mod kv;
 pub mod meta;
 pub mod model;
 pub mod ops;
@@ -17,5 +19,6 @@ pub mod workers;
 
 pub use chat::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, Reply, StopReason, prefill};
 pub use meta::LlmMeta;
-pub use model::{KvCache, LlmModel, LoadOptions, StepProfile};
+pub use kv::{KvCache, KvType};
+pub use model::{LlmModel, LoadOptions, StepProfile};
 pub use sampler::{Sampler, SamplingParams};

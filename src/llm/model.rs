@@ -13,7 +13,9 @@ use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 use tract_onnx::tract_core::runtime::RunOptions;
 use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 
+use super::kv::{KvCache, KvType};
 use super::meta::LlmMeta;
+use super::attention;
 use super::text::token_bytes;
 use super::workers::{self, Workers};
 use crate::artefact;
@@ -25,6 +27,8 @@ pub struct LoadOptions {
     pub threads: usize,
     /// Check the files' sha256 against llm.json (size is always checked).
     pub verify_checksums: bool,
+    /// How the KV cache stores keys and values.
+    pub kv_type: KvType,
 }
 
 impl Default for LoadOptions {
@@ -32,6 +36,7 @@ impl Default for LoadOptions {
         LoadOptions {
             threads: 1,
             verify_checksums: true,
+            kv_type: KvType::F16,
         }
     }
 }
@@ -51,6 +56,7 @@ pub struct LlmModel {
     pub model_bytes: u64,
     pub load_time: Duration,
     pub threads: usize,
+    pub kv_type: KvType,
 }
 
 impl std::fmt::Debug for LlmModel {
@@ -60,32 +66,6 @@ impl std::fmt::Debug for LlmModel {
             .field("variant", &self.meta.variant)
             .field("threads", &self.threads)
             .finish()
-    }
-}
-
-/// The keys and values of every layer for the tokens seen so far.
-#[derive(Clone)]
-pub struct KvCache {
-    tensors: Vec<TValue>,
-    len: usize,
-}
-
-impl KvCache {
-    /// Number of tokens the cache holds.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes held by the cache tensors.
-    pub fn bytes(&self) -> usize {
-        self.tensors
-            .iter()
-            .map(|t| t.len() * t.datum_type().size_of())
-            .sum()
     }
 }
 
@@ -164,6 +144,7 @@ impl LlmModel {
             model_bytes,
             load_time,
             threads,
+            kv_type: opts.kv_type,
         }))
     }
 
@@ -172,14 +153,20 @@ impl LlmModel {
         self.meta.config.context_length
     }
 
-    /// An empty KV cache.
+    /// An empty KV cache with room for the model's whole context.
     pub fn empty_cache(&self) -> Result<KvCache> {
+        self.cache_for(self.context_length())
+    }
+
+    /// An empty KV cache with room for `tokens` (a conversation's context).
+    pub fn cache_for(&self, tokens: usize) -> Result<KvCache> {
         let c = &self.meta.config;
-        let empty = Tensor::zero::<f32>(&[1, c.n_kv_heads, 0, c.head_dim])?.into_tvalue();
-        Ok(KvCache {
-            tensors: vec![empty; 2 * c.n_layers],
-            len: 0,
-        })
+        ensure!(
+            tokens <= self.context_length(),
+            "a cache of {tokens} tokens is larger than the model's context of {}",
+            self.context_length()
+        );
+        KvCache::new(self.kv_type, c.n_layers, c.n_kv_heads, c.head_dim, tokens)
     }
 
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) are parsed.
@@ -254,34 +241,23 @@ impl LlmModel {
         if let Some(bad) = tokens.iter().find(|&&t| t >= vocab) {
             bail!("token id {bad} is outside the vocabulary of {vocab}");
         }
-        let (s, p) = (tokens.len(), cache.len);
+        let (s, p) = (tokens.len(), cache.len());
         ensure!(
-            p + s <= self.context_length(),
-            "{} tokens exceed the model's context of {}",
+            p + s <= cache.capacity(),
+            "{} tokens exceed the {}",
             p + s,
-            self.context_length()
+            if cache.capacity() == self.context_length() {
+                format!("model's context of {}", self.context_length())
+            } else {
+                format!("conversation's context of {}", cache.capacity())
+            }
         );
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let pos: Vec<i64> = (p as i64..(p + s) as i64).collect();
-        let mut bias = vec![0f32; s * (p + s)];
-        for i in 0..s {
-            for j in (p + i + 1)..(p + s) {
-                bias[i * (p + s) + j] = f32::NEG_INFINITY;
-            }
-        }
-        let mut inputs: TVec<TValue> = tvec![
-            Tensor::from_shape(&[1, s], &ids)?.into_tvalue(),
-            Tensor::from_shape(&[1, s], &pos)?.into_tvalue(),
-            Tensor::from_shape(&[s, p + s], &bias)?.into_tvalue(),
-        ];
-        // The past is moved into the run, not cloned: tract drops each layer's past K and V
-        // once its Concat has read them, so the old and the new cache do not both stay alive
-        // for the whole step (the planner's KV growth factor). A failed step leaves the
-        // cache empty (`len` 0), which the conversation treats as a fresh start.
-        let n_past = cache.tensors.len();
-        inputs.extend(cache.tensors.drain(..));
-        let past_len = std::mem::take(&mut cache.len);
-        let run = match profile {
+        let inputs: TVec<TValue> = tvec![Tensor::from_shape(&[1, s], &ids)?.into_tvalue()];
+        // The cache is lent to the layers' attention ops, which write the new positions in
+        // place; its length moves only once the whole step has succeeded, so a failed step
+        // leaves it as it was.
+        let run = attention::with_step(cache, s, || match profile {
             None => workers::enter(&self.workers, || self.plan.run(inputs)),
             Some(profile) => workers::enter(&self.workers, || -> Result<_> {
                 let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan)?;
@@ -292,27 +268,15 @@ impl LlmModel {
                     out
                 })
             }),
-        };
-        let checked = run
-            .with_context(|| format!("LLM step over {s} tokens after {past_len} failed"))
-            .and_then(|outputs| {
-                ensure!(
-                    outputs.len() == 1 + n_past,
-                    "model returned {} outputs, expected {}",
-                    outputs.len(),
-                    1 + n_past
-                );
-                Ok(outputs)
-            });
-        let mut outputs = match checked {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                *cache = self.empty_cache()?;
-                return Err(e);
-            }
-        };
-        cache.tensors.extend(outputs.drain(1..));
-        cache.len = p + s;
+        });
+        let mut outputs = run
+            .with_context(|| format!("LLM step over {s} tokens after {p} failed"))?;
+        ensure!(
+            outputs.len() == 1,
+            "model returned {} outputs, expected the logits alone",
+            outputs.len()
+        );
+        cache.set_len(p + s);
         let logits = outputs.remove(0);
         let logits = logits.to_plain_array_view::<f32>()?;
         let row = logits.as_slice().context("logits are not contiguous")?;
@@ -331,9 +295,9 @@ impl LlmModel {
 pub struct StepProfile {
     /// edgevox's block products (every weight matrix: QKV, output, gate/up, down, LM head).
     pub products: Duration,
-    /// Attention: tract's matrix products (scores and values), softmax, the KV concat.
+    /// Attention: edgevox's attention op (RoPE, the in-place cache, scores, softmax, values).
     pub attention: Duration,
-    /// Everything else: norms, RoPE, reshapes, the embedding lookup, element-wise ops.
+    /// Everything else: norms, reshapes, the embedding lookup, element-wise ops.
     pub rest: Duration,
     /// Time and node evaluations per op name.
     pub by_op: std::collections::BTreeMap<String, (Duration, usize)>,
@@ -346,7 +310,9 @@ impl StepProfile {
         e.1 += 1;
         match op {
             "EdgevoxBlockLinear" => self.products += t,
-            "OptMatMul" | "Softmax" | "TypedConcat" | "Concat" => self.attention += t,
+            "EdgevoxAttention" | "OptMatMul" | "Softmax" | "TypedConcat" | "Concat" => {
+                self.attention += t
+            }
             _ => self.rest += t,
         }
     }
@@ -371,7 +337,7 @@ fn release_load_buffers() {
     }
 }
 
-/// The optimized plan. tract's own ops (attention, norms, RoPE) run on the calling thread:
+/// The optimized plan. tract's own ops (norms, element-wise) run on the calling thread:
 /// at these sizes they stay under tract's threading thresholds anyway, and a rayon pool
 /// beside the [`Workers`] measured no faster (2 threads: decode 88.0 vs 86.3 tokens/s,
 /// prefill 272 vs 281) while holding two more idle threads.
@@ -379,36 +345,20 @@ fn build_plan(path: &Path, meta: &LlmMeta) -> Result<Arc<Plan>> {
     let c = &meta.config;
     let mut onnx = tract_onnx::onnx();
     super::ops::register(&mut onnx);
+    attention::register(&mut onnx);
     let mut model = onnx.model_for_path(path)?;
     let n_inputs = model.inputs.len();
     ensure!(
-        n_inputs == 3 + 2 * c.n_layers,
-        "{n_inputs} inputs, expected {} for {} layers",
-        3 + 2 * c.n_layers,
+        n_inputs == 1,
+        "{n_inputs} inputs, expected the token ids alone (an export from before edgevox's \
+         in-place KV cache, {} layers: export it again, `make models`)",
         c.n_layers
     );
-    let s = model.symbols.sym("S");
-    let p = model.symbols.sym("P");
-    let (s, p) = (TDim::from(s), TDim::from(p));
-    let tokens = InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s.clone()]);
-    model.set_input_fact(0, tokens.clone())?;
-    model.set_input_fact(1, tokens)?;
+    let s = TDim::from(model.symbols.sym("S"));
     model.set_input_fact(
-        2,
-        InferenceFact::dt_shape(f32::datum_type(), tvec![s.clone(), p.clone() + s.clone()]),
+        0,
+        InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s]),
     )?;
-    let kv = InferenceFact::dt_shape(
-        f32::datum_type(),
-        tvec![
-            1.to_dim(),
-            c.n_kv_heads.to_dim(),
-            p.clone(),
-            c.head_dim.to_dim()
-        ],
-    );
-    for i in 3..n_inputs {
-        model.set_input_fact(i, kv.clone())?;
-    }
     let typed = model.into_optimized()?;
     let options = RunOptions {
         executor: Some(Executor::SingleThread),
@@ -430,7 +380,10 @@ mod tests {
         prompt: String,
         prompt_ids: Vec<u32>,
         greedy: Vec<u32>,
+        /// With keys and values rounded to f16 (the default cache).
         step_logits: Vec<Vec<f32>>,
+        /// The same steps without that rounding (an f32 cache).
+        step_logits_f32: Vec<Vec<f32>>,
     }
 
     fn tiny() -> (Arc<LlmModel>, Reference) {
@@ -516,6 +469,7 @@ mod tests {
                 &LoadOptions {
                     threads,
                     verify_checksums: false,
+                    ..Default::default()
                 },
             )
         };
@@ -533,6 +487,56 @@ mod tests {
             .forward(&mut many.empty_cache().unwrap(), &r.prompt_ids)
             .unwrap();
         assert_eq!(a, b);
+    }
+
+    /// An f32 cache against the reference's unrounded steps, and a cache rolled back by a
+    /// few positions (rejected drafts) or copied after the prompt (a snapshot) giving the
+    /// same logits as the straight run.
+    #[test]
+    fn f32_cache_rollback_and_snapshot_match_the_reference() {
+        for name in ["tiny-llm", "tiny-llm-q4_1"] {
+            let (f16_model, r) = tiny_named(name);
+            let dir = f16_model.dir.clone();
+            let model = LlmModel::load(
+                &dir,
+                &LoadOptions {
+                    kv_type: KvType::F32,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let tol = if name == "tiny-llm" { TOL } else { TOL_Q8 };
+            let mut cache = model.empty_cache().unwrap();
+            assert_eq!(cache.kv_type(), KvType::F32);
+            let mut logits = model.forward(&mut cache, &r.prompt_ids).unwrap();
+            for (step, want) in r.step_logits_f32.iter().enumerate() {
+                let d = max_diff(&logits, want);
+                assert!(d < tol, "{name} f32 cache, step {step}: logits differ by {d}");
+                logits = model.forward(&mut cache, &[r.greedy[step]]).unwrap();
+            }
+            // f16 model: snapshot after the prompt, run 6 tokens, roll back 4, run them again.
+            let mut cache = f16_model.empty_cache().unwrap();
+            f16_model.forward(&mut cache, &r.prompt_ids).unwrap();
+            let snapshot = cache.clone();
+            let n = r.prompt_ids.len();
+            for &t in &r.greedy[..6] {
+                f16_model.forward(&mut cache, &[t]).unwrap();
+            }
+            cache.truncate(n + 2).unwrap();
+            let mut again = Vec::new();
+            for &t in &r.greedy[2..6] {
+                again = f16_model.forward(&mut cache, &[t]).unwrap();
+            }
+            let d = max_diff(&again, &r.step_logits[6]);
+            assert!(d < tol, "{name}: after a rollback, logits differ by {d}");
+            let mut restored = snapshot.clone();
+            let batch = f16_model.forward(&mut restored, &r.greedy[..6]).unwrap();
+            let d = max_diff(&batch, &r.step_logits[6]);
+            assert!(d < tol, "{name}: from the snapshot, logits differ by {d}");
+            assert_eq!(snapshot.len(), n, "the snapshot is not changed by its copy's use");
+            let err = cache.truncate(n + 100).unwrap_err().to_string();
+            assert!(err.contains("cannot roll the KV cache back"), "{err}");
+        }
     }
 
     #[test]

@@ -186,3 +186,76 @@ q8_kernel!(q8_0_neon, "neon", mul_add_neon);
 q4_kernel!(q4_0_dot, "neon,dotprod", mul_add_dot, false);
 q4_kernel!(q4_1_dot, "neon,dotprod", mul_add_dot, true);
 q8_kernel!(q8_0_dot, "neon,dotprod", mul_add_dot);
+
+/// Eight f16 values at `p` as two f32 vectors (`fcvtl`/`fcvtl2`: base ARMv8 SIMD; Rust's
+/// f16 intrinsics are not stable yet).
+///
+/// # Safety
+/// `p` must point at 8 readable `u16`.
+#[inline(always)]
+unsafe fn f16x8(p: *const u16) -> (float32x4_t, float32x4_t) {
+    let (lo, hi): (float32x4_t, float32x4_t);
+    // SAFETY: the caller guarantees 8 readable values; the conversions only touch registers
+    // (`out` operands never share a register with the input).
+    unsafe {
+        let h = vld1q_u16(p);
+        asm!(
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            h = in(vreg) h,
+            lo = out(vreg) lo,
+            hi = out(vreg) hi,
+            options(pure, nomem, nostack),
+        );
+    }
+    (lo, hi)
+}
+
+/// # Safety
+/// The CPU must have NEON; `k` holds `out.len()` rows of `q.len()` values.
+pub(super) unsafe fn dot_rows_f16(q: &[f32], k: &[u16], out: &mut [f32]) {
+    let d = q.len();
+    let main = d / 8 * 8;
+    debug_assert!(k.len() >= out.len() * d);
+    for (t, o) in out.iter_mut().enumerate() {
+        let row = &k[t * d..(t + 1) * d];
+        // SAFETY: NEON per the contract; every load is inside `q[..main]` and `row[..main]`.
+        unsafe {
+            let (mut s0, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            let mut i = 0;
+            while i < main {
+                let (lo, hi) = f16x8(row.as_ptr().add(i));
+                s0 = vfmaq_f32(s0, vld1q_f32(q.as_ptr().add(i)), lo);
+                s1 = vfmaq_f32(s1, vld1q_f32(q.as_ptr().add(i + 4)), hi);
+                i += 8;
+            }
+            *o = vaddvq_f32(vaddq_f32(s0, s1)) + super::portable::dot_f16(&q[main..], &row[main..]);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have NEON; `v` holds `p.len()` rows of `out.len()` values.
+pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
+    let d = out.len();
+    let main = d / 8 * 8;
+    debug_assert!(v.len() >= p.len() * d);
+    for (t, &w) in p.iter().enumerate() {
+        let row = &v[t * d..(t + 1) * d];
+        // SAFETY: NEON per the contract; every access is inside `out[..main]` and `row[..main]`.
+        unsafe {
+            let a = vdupq_n_f32(w);
+            let mut i = 0;
+            while i < main {
+                let (lo, hi) = f16x8(row.as_ptr().add(i));
+                let y = out.as_mut_ptr().add(i);
+                vst1q_f32(y, vfmaq_f32(vld1q_f32(y), lo, a));
+                vst1q_f32(y.add(4), vfmaq_f32(vld1q_f32(y.add(4)), hi, a));
+                i += 8;
+            }
+        }
+        for (o, &x) in out[main..].iter_mut().zip(&row[main..]) {
+            *o += w * super::f16_to_f32(x);
+        }
+    }
+}

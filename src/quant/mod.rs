@@ -163,6 +163,22 @@ pub fn f32_to_f16(x: f32) -> u16 {
     sign | h as u16
 }
 
+/// Rounds each value to the nearest f16 (ties to even), kept as f32: what
+/// `f16_to_f32(f32_to_f16(x))` gives for values inside f16's range (|x| < 65520), without
+/// branches, so the loop vectorizes (attention rounds a query and a row of probabilities per
+/// head and step).
+pub fn round_to_f16(xs: &mut [f32]) {
+    const MIN_NORMAL: f32 = 6.103_515_6e-5; // 2^-14
+    const TO_SUB: f32 = 16_777_216.0; // 2^24: f16's subnormals are multiples of 2^-24
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer, ties even
+    for x in xs {
+        let b = x.to_bits();
+        let normal = f32::from_bits((b + 0x0fff + ((b >> 13) & 1)) & !0x1fff);
+        let sub = ((*x * TO_SUB + MAGIC) - MAGIC) / TO_SUB;
+        *x = if x.abs() < MIN_NORMAL { sub } else { normal };
+    }
+}
+
 /// A weight matrix in GGUF blocks, borrowed from the weight file.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockMatrix<'a> {
@@ -310,6 +326,44 @@ impl Kernel {
         ]
         .into_iter()
         .find(|k| k.name() == name)
+    }
+}
+
+/// Attention scores over an f16 KV cache: `out[t] = Σ_d q[d] · k[t·D + d]`, D = `q.len()`,
+/// one value per row of `k` (`out.len()` rows).
+pub fn dot_rows_f16(kernel: Kernel, q: &[f32], k: &[u16], out: &mut [f32]) {
+    assert_eq!(k.len(), out.len() * q.len(), "f16 rows");
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if kernel.available() => {
+            // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
+            unsafe { x86::dot_rows_f16(q, k, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon | Kernel::Dotprod if kernel.available() => {
+            // SAFETY: NEON is present (checked); lengths checked above.
+            unsafe { arm::dot_rows_f16(q, k, out) }
+        }
+        _ => portable::dot_rows_f16(q, k, out),
+    }
+}
+
+/// The attention-weighted sum over an f16 KV cache: `out[d] += Σ_t p[t] · v[t·D + d]`,
+/// D = `out.len()`, one weight per row of `v` (`p.len()` rows).
+pub fn axpy_rows_f16(kernel: Kernel, p: &[f32], v: &[u16], out: &mut [f32]) {
+    assert_eq!(v.len(), p.len() * out.len(), "f16 rows");
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if kernel.available() => {
+            // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
+            unsafe { x86::axpy_rows_f16(p, v, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon | Kernel::Dotprod if kernel.available() => {
+            // SAFETY: NEON is present (checked); lengths checked above.
+            unsafe { arm::axpy_rows_f16(p, v, out) }
+        }
+        _ => portable::axpy_rows_f16(p, v, out),
     }
 }
 
@@ -590,6 +644,95 @@ mod tests {
                             matmul_rows(k, &w, &acts, m, 1..rows - 1, &mut part);
                             assert_eq!(part, got[m..(rows - 1) * m], "{} rows 1..", k.name());
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_to_f16_is_the_conversions_round_trip() {
+        let mut g = Lcg(5);
+        let mut xs: Vec<f32> = (0..20000)
+            .map(|i| {
+                let mag = 2f32.powi((i % 44) - 28); // 2^-28 .. 2^15: subnormal to large
+                g.unit() * mag
+            })
+            .collect();
+        // Ties at both precisions, the subnormal/normal boundary, zeros.
+        xs.extend([
+            1.0 + 1.0 / 2048.0,
+            1.0 + 3.0 / 2048.0,
+            -(1.0 + 1.0 / 2048.0),
+            6.103_515_6e-5,
+            6.1e-5,
+            2f32.powi(-25),
+            3.0 * 2f32.powi(-25),
+            0.0,
+            -0.0,
+            65504.0,
+        ]);
+        let mut got = xs.clone();
+        round_to_f16(&mut got);
+        for (x, r) in xs.iter().zip(&got) {
+            let want = f16_to_f32(f32_to_f16(*x));
+            assert_eq!(r.to_bits() & 0x7fff_ffff, want.to_bits() & 0x7fff_ffff, "{x:e}");
+            assert_eq!(r.abs(), want.abs(), "{x:e}: {r:e} vs {want:e}");
+        }
+    }
+
+    /// The f16 cache's row kernels on every path equal the portable ones (within float
+    /// reordering), and the portable ones equal f64 arithmetic on the exact f16 values: odd
+    /// head sizes (a tail past the 8 lanes), zeros, the f16 extremes and subnormals.
+    #[test]
+    fn f16_row_kernels_match_the_portable_ones() {
+        let mut g = Lcg(77);
+        for d in [1usize, 7, 8, 16, 64, 67] {
+            for rows in [1usize, 3, 33] {
+                let q: Vec<f32> = (0..d).map(|_| g.unit()).collect();
+                let k: Vec<u16> = (0..rows * d)
+                    .map(|i| match i % 11 {
+                        0 => 0x7bff, // 65504, the largest f16
+                        1 => 0x0001, // the smallest subnormal
+                        2 => 0x8000, // -0
+                        _ => f32_to_f16(g.unit() * 4.0),
+                    })
+                    .collect();
+                let p: Vec<f32> = (0..rows).map(|_| g.unit().abs()).collect();
+                let term = |t: usize, j: usize| q[j] as f64 * f16_to_f32(k[t * d + j]) as f64;
+                let mut want = vec![0f32; rows];
+                portable::dot_rows_f16(&q, &k, &mut want);
+                let mut want_v = vec![0.5f32; d];
+                portable::axpy_rows_f16(&p, &k, &mut want_v);
+                for (t, w) in want.iter().enumerate() {
+                    let exact: f64 = (0..d).map(|j| term(t, j)).sum();
+                    let mag: f64 = (0..d).map(|j| term(t, j).abs()).sum();
+                    assert!((*w as f64 - exact).abs() <= 1e-6 * mag, "d={d} t={t}");
+                }
+                for kernel in Kernel::all_available() {
+                    let mut got = vec![f32::NAN; rows];
+                    dot_rows_f16(kernel, &q, &k, &mut got);
+                    for (t, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let mag: f64 = (0..d).map(|j| term(t, j).abs()).sum();
+                        assert!(
+                            ((g - w).abs() as f64) <= 2e-6 * mag,
+                            "{} d={d} rows={rows} t={t}: {g} vs {w}",
+                            kernel.name()
+                        );
+                    }
+                    let mut got_v = vec![0.5f32; d];
+                    axpy_rows_f16(kernel, &p, &k, &mut got_v);
+                    for (j, (g, w)) in got_v.iter().zip(&want_v).enumerate() {
+                        let mag: f64 = 0.5
+                            + (0..rows)
+                                .map(|t| (p[t] as f64 * f16_to_f32(k[t * d + j]) as f64).abs())
+                                .sum::<f64>();
+                        // Fused multiply-adds round once per step instead of twice.
+                        assert!(
+                            ((g - w).abs() as f64) <= 2e-7 * mag * rows as f64,
+                            "{} axpy d={d} rows={rows} j={j}: {g} vs {w}",
+                            kernel.name()
+                        );
                     }
                 }
             }

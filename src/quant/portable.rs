@@ -119,3 +119,39 @@ fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &
         out[i * M..(i + 1) * M].copy_from_slice(&acc);
     }
 }
+
+/// `out[t] = Σ_d q[d] · k[t·D + d]` for the f16 rows of `k` (D = `q.len()`): attention scores
+/// over an f16 KV cache. Eight partial sums, as the SIMD twins keep them.
+pub(super) fn dot_rows_f16(q: &[f32], k: &[u16], out: &mut [f32]) {
+    let d = q.len();
+    for (row, o) in k.chunks_exact(d).zip(out.iter_mut()) {
+        *o = dot_f16(q, row);
+    }
+}
+
+pub(super) fn dot_f16(q: &[f32], k: &[u16]) -> f32 {
+    let main = q.len() / 8 * 8;
+    let mut acc = [0f32; 8];
+    for (a, b) in q[..main].chunks_exact(8).zip(k[..main].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += a[l] * f16_to_f32(b[l]);
+        }
+    }
+    let tail: f32 = q[main..]
+        .iter()
+        .zip(&k[main..])
+        .map(|(a, &b)| a * f16_to_f32(b))
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `out[d] += Σ_t p[t] · v[t·D + d]` for the f16 rows of `v` (D = `out.len()`): the
+/// attention-weighted sum of the values.
+pub(super) fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
+    let d = out.len();
+    for (row, &w) in v.chunks_exact(d).zip(p) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += w * f16_to_f32(x);
+        }
+    }
+}

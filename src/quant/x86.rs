@@ -154,3 +154,54 @@ unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock],
         }
     }
 }
+
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `k` holds `out.len()` rows of `q.len()` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows_f16(q: &[f32], k: &[u16], out: &mut [f32]) {
+    let d = q.len();
+    let main = d / 8 * 8;
+    debug_assert!(k.len() >= out.len() * d);
+    for (t, o) in out.iter_mut().enumerate() {
+        let row = &k[t * d..(t + 1) * d];
+        // SAFETY: AVX2/FMA/F16C per the contract; every load is inside `q[..main]` and
+        // `row[..main]` (8 values a step).
+        unsafe {
+            let mut acc = _mm256_setzero_ps();
+            let mut i = 0;
+            while i < main {
+                let h = _mm_loadu_si128(row.as_ptr().add(i) as *const __m128i);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_cvtph_ps(h), acc);
+                i += 8;
+            }
+            *o = hsum(acc) + super::portable::dot_f16(&q[main..], &row[main..]);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `v` holds `p.len()` rows of `out.len()` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
+    let d = out.len();
+    let main = d / 8 * 8;
+    debug_assert!(v.len() >= p.len() * d);
+    for (t, &w) in p.iter().enumerate() {
+        let row = &v[t * d..(t + 1) * d];
+        // SAFETY: AVX2/FMA/F16C per the contract; every access is inside `out[..main]` and
+        // `row[..main]` (8 values a step).
+        unsafe {
+            let a = _mm256_set1_ps(w);
+            let mut i = 0;
+            while i < main {
+                let h = _mm_loadu_si128(row.as_ptr().add(i) as *const __m128i);
+                let y = _mm256_loadu_ps(out.as_ptr().add(i));
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_fmadd_ps(_mm256_cvtph_ps(h), a, y));
+                i += 8;
+            }
+        }
+        for (o, &x) in out[main..].iter_mut().zip(&row[main..]) {
+            *o += w * super::f16_to_f32(x);
+        }
+    }
+}

@@ -39,12 +39,6 @@ const LLM_MAPPED_PER_FILE_BYTE: f64 = 1.0;
 const LLM_LOAD_EXTRA_PER_FILE_BYTE: f64 = 0.42;
 /// The tokenizer in memory, per byte of `tokenizer.json`.
 const TOKENIZER_PER_FILE_BYTE: f64 = 6.0;
-/// The KV cache grows by concatenation. Each step moves the past into the run and tract drops
-/// a layer's past once its Concat has read it, so only one layer's old copy coexists with the
-/// new cache; what stays is the allocator's fragmentation from ever-larger buffers: what the
-/// heap holds at a full context, per byte of the cache itself (measured 1.2 with the q4_1
-/// export on x86_64, `edgevox plan --measure`; 1.95 when the past was cloned into the run).
-const KV_GROWTH: f64 = 1.25;
 /// The LLM besides its weights, tokenizer and cache: tract's plan (RoPE tables, norms,
 /// scratch) and the per-step buffers, after the load-time heap is trimmed (measured 8 MiB).
 const LLM_RUNTIME: u64 = 10 * MIB;
@@ -228,8 +222,11 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
     let kv_self = 2 * h("n_text_layer") * h("n_text_ctx") * h("n_text_state") * 2;
     let kv_cross = 2 * h("n_text_layer") * h("n_audio_ctx") * h("n_text_state") * 2;
     let cfg = &l.meta.config;
-    // The LLM's f32 KV cache: keys and values per layer, per KV head, per token.
-    let kv_per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 4;
+    // The LLM's KV cache: f16 keys and values per layer, per KV head, per token, written in
+    // place into buffers of the context's size (pages are resident once written: a full
+    // context is the bound).
+    let kv_per_token =
+        2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * crate::llm::KvType::F16.bytes();
     // Logits for a prompt chunk (the whole vocabulary per position) and the hidden states.
     let chunk = 128u64;
     let activations = chunk * (cfg.vocab as u64 + 4 * cfg.ffn as u64) * 4;
@@ -294,8 +291,8 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
         ),
         item(
             "llm",
-            format!("KV cache, {} tokens (f32, with growth copies)", c.context),
-            (kv_per_token as f64 * c.context as f64 * KV_GROWTH) as u64,
+            format!("KV cache, {} tokens (f16, in place)", c.context),
+            (kv_per_token * c.context) as u64,
             false,
         ),
         item(

@@ -219,7 +219,11 @@ impl EvalOp for Attention {
 impl TypedOp for Attention {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let mut shape: TVec<TDim> = inputs[0].shape.to_tvec();
-        ensure!(shape.len() == 3, "EdgevoxAttention: q of rank {}", shape.len());
+        ensure!(
+            shape.len() == 3,
+            "EdgevoxAttention: q of rank {}",
+            shape.len()
+        );
         shape[2] = (self.heads * self.head_dim).to_dim();
         Ok(tvec!(f32::datum_type().fact(&shape)))
     }
@@ -304,7 +308,16 @@ impl Attention {
                     }
                     let scores = &mut sc[..t];
                     let qi = &q_rot[(i * h + head) * d..(i * h + head + 1) * d];
-                    attend(kernel, qi, &kr.first(t, d), &vr.first(t, d), scale, scores, acc, f16);
+                    attend(
+                        kernel,
+                        qi,
+                        &kr.first(t, d),
+                        &vr.first(t, d),
+                        scale,
+                        scores,
+                        acc,
+                        f16,
+                    );
                     dst(i, acc);
                 }
             });
@@ -447,7 +460,8 @@ mod tests {
             rope_base: 10000.0,
         };
         let total = 5;
-        let val = |i: usize, salt: usize| (((i * 7919 + salt * 104729) % 2000) as f32 / 1000.0) - 1.0;
+        let val =
+            |i: usize, salt: usize| (((i * 7919 + salt * 104729) % 2000) as f32 / 1000.0) - 1.0;
         let q: Vec<f32> = (0..total * h * d).map(|i| val(i, 1)).collect();
         let k: Vec<f32> = (0..total * kvh * d).map(|i| val(i, 2)).collect();
         let v: Vec<f32> = (0..total * kvh * d).map(|i| val(i, 3)).collect();
@@ -504,7 +518,9 @@ mod tests {
                     })
                     .collect();
                 let r16 = |x: f64| match ty {
-                    KvType::F16 => crate::quant::f16_to_f32(crate::quant::f32_to_f16(x as f32)) as f64,
+                    KvType::F16 => {
+                        crate::quant::f16_to_f32(crate::quant::f32_to_f16(x as f32)) as f64
+                    }
                     KvType::F32 => x,
                 };
                 for i in 0..total {
@@ -517,7 +533,9 @@ mod tests {
                         let j = hh / (h / kvh);
                         let sc: Vec<f64> = (0..=i)
                             .map(|t| {
-                                (0..d).map(|x| qr[hh * d + x] * keys[t][j * d + x]).sum::<f64>()
+                                (0..d)
+                                    .map(|x| qr[hh * d + x] * keys[t][j * d + x])
+                                    .sum::<f64>()
                                     / (d as f64).sqrt()
                             })
                             .collect();

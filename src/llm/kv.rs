@@ -96,7 +96,10 @@ impl KvCache {
             .checked_mul(kv_heads)
             .and_then(|x| x.checked_mul(head_dim))
             .and_then(|x| x.checked_mul(capacity))
-            .filter(|&n| n.checked_mul(ty.bytes()).is_some_and(|b| b <= isize::MAX as usize))
+            .filter(|&n| {
+                n.checked_mul(ty.bytes())
+                    .is_some_and(|b| b <= isize::MAX as usize)
+            })
             .ok_or_else(|| anyhow::anyhow!("a KV cache of {capacity} tokens is too large"))?;
         let store = || match ty {
             KvType::F16 => Store::F16(vec![0; n]),
@@ -235,8 +238,12 @@ impl Clone for KvCache {
                 let r = r.start..r.start + used;
                 for (dst, src) in [(&mut c.k, &self.k), (&mut c.v, &self.v)] {
                     match (dst, src) {
-                        (Store::F16(d), Store::F16(s)) => d[r.clone()].copy_from_slice(&s[r.clone()]),
-                        (Store::F32(d), Store::F32(s)) => d[r.clone()].copy_from_slice(&s[r.clone()]),
+                        (Store::F16(d), Store::F16(s)) => {
+                            d[r.clone()].copy_from_slice(&s[r.clone()])
+                        }
+                        (Store::F32(d), Store::F32(s)) => {
+                            d[r.clone()].copy_from_slice(&s[r.clone()])
+                        }
                         _ => unreachable!("a clone has its source's type"),
                     }
                 }
@@ -297,7 +304,12 @@ mod tests {
         assert!(KvCache::new(KvType::F16, 30, 3, 64, 0).is_err());
         assert!(KvCache::new(KvType::F16, 30, 3, 64, usize::MAX / 4).is_err());
         assert_eq!(KvType::from_name("f16").unwrap(), KvType::F16);
-        assert!(KvType::from_name("q8").unwrap_err().to_string().contains("f16, f32"));
+        assert!(
+            KvType::from_name("q8")
+                .unwrap_err()
+                .to_string()
+                .contains("f16, f32")
+        );
     }
 
     /// f16 storage rounds to nearest even (what llama.cpp's cache holds).

@@ -18,7 +18,7 @@ pub mod text;
 pub mod workers;
 
 pub use chat::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, Reply, StopReason, prefill};
-pub use meta::LlmMeta;
 pub use kv::{KvCache, KvType};
+pub use meta::LlmMeta;
 pub use model::{LlmModel, LoadOptions, StepProfile};
 pub use sampler::{Sampler, SamplingParams};

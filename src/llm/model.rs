@@ -13,9 +13,9 @@ use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 use tract_onnx::tract_core::runtime::RunOptions;
 use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 
+use super::attention;
 use super::kv::{KvCache, KvType};
 use super::meta::LlmMeta;
-use super::attention;
 use super::text::token_bytes;
 use super::workers::{self, Workers};
 use crate::artefact;
@@ -269,8 +269,8 @@ impl LlmModel {
                 })
             }),
         });
-        let mut outputs = run
-            .with_context(|| format!("LLM step over {s} tokens after {p} failed"))?;
+        let mut outputs =
+            run.with_context(|| format!("LLM step over {s} tokens after {p} failed"))?;
         ensure!(
             outputs.len() == 1,
             "model returned {} outputs, expected the logits alone",
@@ -511,7 +511,10 @@ mod tests {
             let mut logits = model.forward(&mut cache, &r.prompt_ids).unwrap();
             for (step, want) in r.step_logits_f32.iter().enumerate() {
                 let d = max_diff(&logits, want);
-                assert!(d < tol, "{name} f32 cache, step {step}: logits differ by {d}");
+                assert!(
+                    d < tol,
+                    "{name} f32 cache, step {step}: logits differ by {d}"
+                );
                 logits = model.forward(&mut cache, &[r.greedy[step]]).unwrap();
             }
             // f16 model: snapshot after the prompt, run 6 tokens, roll back 4, run them again.
@@ -533,7 +536,11 @@ mod tests {
             let batch = f16_model.forward(&mut restored, &r.greedy[..6]).unwrap();
             let d = max_diff(&batch, &r.step_logits[6]);
             assert!(d < tol, "{name}: from the snapshot, logits differ by {d}");
-            assert_eq!(snapshot.len(), n, "the snapshot is not changed by its copy's use");
+            assert_eq!(
+                snapshot.len(),
+                n,
+                "the snapshot is not changed by its copy's use"
+            );
             let err = cache.truncate(n + 100).unwrap_err().to_string();
             assert!(err.contains("cannot roll the KV cache back"), "{err}");
         }

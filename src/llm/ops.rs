@@ -338,7 +338,9 @@ impl TypedOp for BlockLinear {
 const THREADING_MIN_BLOCKS: usize = 4096;
 
 /// `ys[r, i] = Σ_k xs[r, k] w[i, k]` for the `m` rows of `xs`: each row quantized once, rows
-/// taken 8 at a time, the weight rows split over the workers entered on this thread.
+/// taken 8 at a time, the weight rows split over the workers entered on this thread (one
+/// dispatch per product, each worker taking every tile of its rows: a prompt's product is
+/// not one dispatch per 8 rows).
 pub fn linear(w: &BlockMatrix, xs: &[f32], m: usize, ys: &mut [f32], kernel: Kernel) {
     let (n, k, nb) = (w.rows, w.cols, w.blocks_per_row());
     assert_eq!(xs.len(), m * k);
@@ -347,36 +349,51 @@ pub fn linear(w: &BlockMatrix, xs: &[f32], m: usize, ys: &mut [f32], kernel: Ker
     for (row, a) in xs.chunks_exact(k).zip(acts.chunks_exact_mut(nb)) {
         quant::quantize_activations(row, a);
     }
-    let workers = workers::current().filter(|w| w.threads() > 1 && n * nb >= THREADING_MIN_BLOCKS);
-    // The kernel writes weight-row-major ([rows][m]); transposed into ys after.
-    let mut tile = vec![0f32; n * MAX_ROWS.min(m)];
-    for r0 in (0..m).step_by(MAX_ROWS) {
-        let mt = MAX_ROWS.min(m - r0);
-        let a = &acts[r0 * nb..(r0 + mt) * nb];
-        let out = &mut tile[..n * mt];
-        match &workers {
-            Some(workers) => {
-                // Whole rows per part, a multiple of 4 so neighbours do not share a line.
-                let rows_per = n.div_ceil(workers.threads()).next_multiple_of(4);
-                let base = workers::SharedMut::new(out);
-                workers.run(&|part| {
-                    let (start, end) = ((part * rows_per).min(n), ((part + 1) * rows_per).min(n));
-                    if start < end {
-                        // SAFETY: part p writes only rows [p·rows_per, (p+1)·rows_per) of
-                        // `out` (n·mt values), which no other part touches, and `run`
-                        // returns only after every part has finished.
-                        let chunk = unsafe { base.slice(start * mt, (end - start) * mt) };
-                        quant::matmul_rows(kernel, w, a, mt, start..end, chunk);
-                    }
-                });
-            }
-            None => quant::matmul_rows(kernel, w, a, mt, 0..n, out),
-        }
-        for (i, vals) in out.chunks_exact(mt).enumerate() {
-            for (r, &v) in vals.iter().enumerate() {
-                ys[(r0 + r) * n + i] = v;
+    // Weight rows `rows` for every tile of activation rows, into `put(r, first, values)`:
+    // the kernel writes weight-row-major ([rows][mt]); transposed into ys row by row.
+    let rows_for_all_tiles = |rows: std::ops::Range<usize>, put: &mut dyn FnMut(usize, &[f32])| {
+        let mut tile = vec![0f32; rows.len() * MAX_ROWS.min(m)];
+        let mut line = vec![0f32; rows.len()];
+        for r0 in (0..m).step_by(MAX_ROWS) {
+            let mt = MAX_ROWS.min(m - r0);
+            let out = &mut tile[..rows.len() * mt];
+            quant::matmul_rows(
+                kernel,
+                w,
+                &acts[r0 * nb..(r0 + mt) * nb],
+                mt,
+                rows.clone(),
+                out,
+            );
+            for r in 0..mt {
+                for (i, v) in line.iter_mut().enumerate() {
+                    *v = out[i * mt + r];
+                }
+                put(r0 + r, &line);
             }
         }
+    };
+    match workers::current().filter(|w| w.threads() > 1 && n * nb >= THREADING_MIN_BLOCKS) {
+        Some(workers) => {
+            // Whole rows per part, a multiple of 4 so neighbours do not share a line.
+            let rows_per = n.div_ceil(workers.threads()).next_multiple_of(4);
+            let base = workers::SharedMut::new(ys);
+            workers.run(&|part| {
+                let (start, end) = ((part * rows_per).min(n), ((part + 1) * rows_per).min(n));
+                if start < end {
+                    rows_for_all_tiles(start..end, &mut |r, vals| {
+                        // SAFETY: part p writes only columns [p·rows_per, (p+1)·rows_per) of
+                        // each output row, which no other part touches, inside `ys` (m·n
+                        // values); `run` returns only after every part has finished.
+                        let dst = unsafe { base.slice(r * n + start, end - start) };
+                        dst.copy_from_slice(vals);
+                    });
+                }
+            });
+        }
+        None => rows_for_all_tiles(0..n, &mut |r, vals| {
+            ys[r * n..(r + 1) * n].copy_from_slice(vals)
+        }),
     }
 }
 

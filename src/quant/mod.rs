@@ -676,7 +676,11 @@ mod tests {
         round_to_f16(&mut got);
         for (x, r) in xs.iter().zip(&got) {
             let want = f16_to_f32(f32_to_f16(*x));
-            assert_eq!(r.to_bits() & 0x7fff_ffff, want.to_bits() & 0x7fff_ffff, "{x:e}");
+            assert_eq!(
+                r.to_bits() & 0x7fff_ffff,
+                want.to_bits() & 0x7fff_ffff,
+                "{x:e}"
+            );
             assert_eq!(r.abs(), want.abs(), "{x:e}: {r:e} vs {want:e}");
         }
     }

@@ -196,7 +196,10 @@ pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
             while i < main {
                 let h = _mm_loadu_si128(row.as_ptr().add(i) as *const __m128i);
                 let y = _mm256_loadu_ps(out.as_ptr().add(i));
-                _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_fmadd_ps(_mm256_cvtph_ps(h), a, y));
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(i),
+                    _mm256_fmadd_ps(_mm256_cvtph_ps(h), a, y),
+                );
                 i += 8;
             }
         }

@@ -402,8 +402,10 @@ mod tests {
     }
 
     /// Largest difference between two logit rows. The reference is float64 arithmetic on the
-    /// same 4-bit weights, so what is left is float32 rounding: x86_64 shows 5e-6 on logits
-    /// of magnitude ~5; a broken kernel, a shifted position or a stale cache moves them by 0.1+.
+    /// same 4-bit weights, so what is left is float32 rounding (5e-6 on logits of magnitude ~5)
+    /// and, with the f16 cache, a query or probability that float64 and float32 round to
+    /// neighbouring f16 values (4.8e-4 on x86_64, 5.2e-4 under qemu); a broken kernel, a shifted
+    /// position or a stale cache moves them by 0.1+.
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
         a.iter()
@@ -411,7 +413,7 @@ mod tests {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
     }
-    const TOL: f32 = 1e-3;
+    const TOL: f32 = 5e-3;
 
     #[test]
     fn tiny_model_matches_the_numpy_reference_step_by_step() {

@@ -11,8 +11,9 @@ Writes into OUT_DIR:
   llm.json        hyper-parameters, chat template pieces, stop tokens, and the size and
                   sha256 of the two files above (the runtime checks them before use)
 
-Graph layout: input_ids [batch, seq] i64 in, logits [batch, 1, vocab] (last position only)
-out. Each layer's attention is EdgevoxAttention (`ai.edgevox` domain): RoPE, the KV cache and
+Graph layout: input_ids [batch, seq] i64 and logit_rows [L] (its length L says how many last
+positions get logits: 1 for a prompt or a step, 1 + drafts when speculated tokens are
+verified) in, logits [batch, L, vocab] out (EdgevoxLastRows picks the positions). Each layer's attention is EdgevoxAttention (`ai.edgevox` domain): RoPE, the KV cache and
 grouped-query attention in one op; the runtime keeps the cache outside the graph and writes it
 in place. Norms are SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization.
 `--attention onnx` writes the same model in standard ops instead, with the KV cache as
@@ -402,7 +403,12 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str,
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", 1, cfg.vocab])]
+    if attention == "edgevox":
+        # Its length says how many last positions get logits (1 for a prompt or a plain step,
+        # 1 + drafts to verify speculated tokens); its values are not read.
+        inputs.append(helper.make_tensor_value_info("logit_rows", TensorProto.INT64, ["logit_rows"]))
+    outputs = [helper.make_tensor_value_info(
+        "logits", TensorProto.FLOAT, ["batch_size", "logit_rows" if attention == "edgevox" else 1, cfg.vocab])]
 
     skip_in = None  # output of the previous block, added to the residual by the next norm
     for i in range(cfg.n_layers):
@@ -447,7 +453,10 @@ def build_model(cfg: LlamaConfig, t: dict[str, np.ndarray], variant: str,
     out_w = g.const("output_norm.weight", t["output_norm.weight"])
     x, _, _, _ = g.op("SkipSimplifiedLayerNormalization", [skip_in, h, out_w], domain=MS,
                       out=[g.name("sln"), "", "", ""], epsilon=cfg.rms_eps)
-    last = g.op("Slice", [x, i64(-1), i64(np.iinfo(np.int64).max), i64(1)])
+    if attention == "edgevox":
+        last = g.op("EdgevoxLastRows", [x, "logit_rows"], domain=EDGEVOX)
+    else:
+        last = g.op("Slice", [x, i64(-1), i64(np.iinfo(np.int64).max), i64(1)])
     if variant == "q4_1":
         # The embedding's own blocks: one buffer serves the lookup and the LM head.
         e = g.weights.index["token_embd"]

@@ -425,7 +425,88 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
     }))
 }
 
-fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
+/// The spoken questions (the question clips of `models/testdata/speech.toml`).
+const SPOKEN_QUESTIONS: [&str; 6] = [
+    "What is the capital of France?",
+    "Set a timer for ten minutes.",
+    "How many legs does a spider have?",
+    "Please turn off the lights in the kitchen.",
+    "Who wrote the play Hamlet?",
+    "Will it rain in London tomorrow morning?",
+];
+
+/// A scripted conversation: follow-ups that lean on what was said before.
+const SCRIPTED_CHAT: [&str; 6] = [
+    "What is the capital of France?",
+    "What river flows through it?",
+    "Name a famous museum there.",
+    "What is the capital of Italy?",
+    "Which of the two cities is older?",
+    "Thank you. Summarize what we talked about.",
+];
+
+/// Greedy replies with and without prompt-lookup speculation: the tokens must be the same;
+/// returns drafted / accepted counts and the decode speed of each (medians over runs).
+fn bench_speculation(model: &std::sync::Arc<LlmModel>, runs: usize) -> Result<Value> {
+    use edgevox::llm::{Chat, ChatOptions, SamplingParams};
+    let mut out = serde_json::Map::new();
+    for (name, questions, reset) in [
+        ("spoken_questions", &SPOKEN_QUESTIONS, true),
+        ("scripted_chat", &SCRIPTED_CHAT, false),
+    ] {
+        let mut speeds = [vec![], vec![]];
+        let mut replies: [Vec<Vec<u32>>; 2] = [vec![], vec![]];
+        let (mut drafted, mut accepted) = (0, 0);
+        for _ in 0..runs {
+            for (i, k) in [0, edgevox::llm::chat::DEFAULT_DRAFT]
+                .into_iter()
+                .enumerate()
+            {
+                let opts = ChatOptions {
+                    sampling: SamplingParams::default(),
+                    speculate: k,
+                    ..Default::default()
+                };
+                let mut chat = Chat::new(model.clone(), opts)?;
+                let (mut tokens, mut time) = (0usize, 0f64);
+                replies[i].clear();
+                for q in questions.iter() {
+                    if reset {
+                        chat.reset();
+                    }
+                    let r = chat.ask(q, |_| {})?;
+                    tokens += r.tokens.len().saturating_sub(1);
+                    time += r.decode.as_secs_f64();
+                    if k > 0 {
+                        drafted += r.drafted;
+                        accepted += r.accepted;
+                    }
+                    replies[i].push(r.tokens);
+                }
+                speeds[i].push(tokens as f64 / time.max(1e-9));
+            }
+        }
+        let (plain, spec) = (
+            median(&speeds[0]).unwrap_or(0.0),
+            median(&speeds[1]).unwrap_or(0.0),
+        );
+        out.insert(
+            name.to_string(),
+            json!({
+                "replies": questions.len(),
+                "identical_to_plain_greedy": replies[0] == replies[1],
+                "drafted": drafted / runs.max(1),
+                "accepted": accepted / runs.max(1),
+                "plain_decode_tokens_per_s": plain,
+                "effective_decode_tokens_per_s": spec,
+                "speedup": spec / plain.max(1e-9),
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+fn bench_one(model: &std::sync::Arc<LlmModel>, args: &LlmBenchArgs) -> Result<Value> {
     let chat = &model.meta.chat;
     let system = model.encode(&chat.system_text(DEFAULT_SYSTEM_PROMPT))?;
     let turn = model.encode(&chat.user_turn_text(QUESTION))?;
@@ -458,6 +539,23 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
             next = argmax(&logits).unwrap_or(0) as u32;
         }
         decode_tps.push(args.decode_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    // A step over 1..=8 new positions (what verifying 0..=7 drafts costs), after the prompt,
+    // the cache rolled back after each.
+    let mut cache = system_cache.clone();
+    prefill(model, &mut cache, &turn, usize::MAX)?;
+    let base = cache.len();
+    let mut step_ms = serde_json::Map::new();
+    for rows in 1..=8usize {
+        let tokens: Vec<u32> = turn.iter().copied().cycle().take(rows).collect();
+        let mut times = Vec::new();
+        for _ in 0..args.runs.max(3) * 4 {
+            let t = Instant::now();
+            model.forward_rows(&mut cache, &tokens, rows)?;
+            times.push(ms(t.elapsed()));
+            cache.truncate(base)?;
+        }
+        step_ms.insert(rows.to_string(), json!(median(&times)));
     }
     // Where a decode step's time goes (timed node by node, so a little slower than above).
     let mut profile = StepProfile::default();
@@ -495,6 +593,8 @@ fn bench_one(model: &LlmModel, args: &LlmBenchArgs) -> Result<Value> {
             "rest": share(profile.rest),
         },
         "decode_step_by_op": by_op,
+        "step_ms_by_new_positions": step_ms,
+        "speculation": bench_speculation(model, args.runs.min(3))?,
         "kernel": edgevox::llm::ops::kernel().name(),
         "peak_rss_bytes_so_far": peak_rss_bytes(),
     }))

@@ -55,6 +55,7 @@ impl ChatArgs {
             },
             max_new_tokens: self.max_tokens,
             context: self.context,
+            speculate: self.llm.draft_tokens(),
             ..Default::default()
         }
     }

@@ -85,6 +85,11 @@ pub struct LlmArgs {
     /// or f32.
     #[arg(long = "kv-cache", default_value = "f16", value_parser = parse_kv_type)]
     pub kv_type: edgevox::llm::KvType,
+    /// Decode one token per step: no prompt-lookup speculation (which drafts up to 4 tokens
+    /// from the conversation and keeps those greedy decoding agrees with; greedy only, the
+    /// reply is the same either way).
+    #[arg(long)]
+    pub no_speculate: bool,
 }
 
 fn parse_kv_type(s: &str) -> Result<edgevox::llm::KvType> {
@@ -92,6 +97,15 @@ fn parse_kv_type(s: &str) -> Result<edgevox::llm::KvType> {
 }
 
 impl LlmArgs {
+    /// Most tokens drafted per step (0 with `--no-speculate`).
+    pub fn draft_tokens(&self) -> usize {
+        if self.no_speculate {
+            0
+        } else {
+            edgevox::llm::chat::DEFAULT_DRAFT
+        }
+    }
+
     pub fn load(&self) -> Result<std::sync::Arc<LlmModel>> {
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         LlmModel::load(

@@ -76,6 +76,7 @@ impl TalkArgs {
                 sampling,
                 max_new_tokens: self.max_tokens,
                 context: self.context,
+                speculate: llm.draft_tokens(),
                 ..Default::default()
             },
         )

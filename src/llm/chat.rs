@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::kv::KvCache;
 use super::model::LlmModel;
 use super::sampler::{Sampler, SamplingParams};
+use super::speculate::{self, Policy};
 use super::text::Utf8Stream;
+use std::collections::VecDeque;
 
 /// The product's default system prompt. With a 135M model the prompt decides whether the
 /// answer is a fact or a ramble: this one keeps replies to one short, factual sentence,
@@ -30,6 +32,9 @@ pub struct ChatOptions {
     pub context: usize,
     /// Tokens a prompt is fed in at a time (bounds the activations' memory).
     pub prefill_chunk: usize,
+    /// Most tokens drafted by prompt lookup per step (0: plain decoding). Greedy decoding only
+    /// (with sampling it is off); the reply is token for token the plain greedy one.
+    pub speculate: usize,
 }
 
 impl Default for ChatOptions {
@@ -40,9 +45,14 @@ impl Default for ChatOptions {
             max_new_tokens: 96,
             context: 2048,
             prefill_chunk: 128,
+            speculate: DEFAULT_DRAFT,
         }
     }
 }
+
+/// Tokens drafted per step by default: a verify step over 1 + 4 positions reads every weight
+/// once for all of them (the block kernels take up to 8 rows).
+pub const DEFAULT_DRAFT: usize = 4;
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,6 +81,9 @@ pub struct Reply {
     pub time_to_first_token: Duration,
     #[serde(serialize_with = "ser_ms")]
     pub decode: Duration,
+    /// Tokens drafted by prompt lookup and how many of them verification kept.
+    pub drafted: usize,
+    pub accepted: usize,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -190,6 +203,41 @@ impl Chat {
             .collect();
     }
 
+    /// Feeds `next` and the `draft` after it in one step, keeps the longest prefix of the draft
+    /// that this chat's own (greedy) choice agrees with at every position, rolls the cache back
+    /// past the rest, queues the kept drafts and returns the logits after the last kept token.
+    fn verify(
+        &mut self,
+        next: u32,
+        draft: &[u32],
+        policy: &mut Policy,
+        queue: &mut VecDeque<u32>,
+    ) -> Result<Vec<f32>> {
+        let before = self.cache.len();
+        let mut step = Vec::with_capacity(1 + draft.len());
+        step.push(next);
+        step.extend_from_slice(draft);
+        let rows = self
+            .model
+            .forward_rows(&mut self.cache, &step, step.len())?;
+        let vocab = self.model.meta.config.vocab;
+        // Row i predicts the token after step[i]; the choice there sees the tokens before it.
+        let mut recent = self.recent.clone();
+        let mut kept = 0;
+        for (i, &d) in draft.iter().enumerate() {
+            let mut row = rows[i * vocab..(i + 1) * vocab].to_vec();
+            if self.sampler.sample(&mut row, &recent) != d {
+                break;
+            }
+            recent.push(d);
+            kept += 1;
+        }
+        policy.record(draft.len(), kept);
+        self.cache.truncate(before + 1 + kept)?;
+        queue.extend(&draft[..kept]);
+        Ok(rows[kept * vocab..(kept + 1) * vocab].to_vec())
+    }
+
     /// Back to the cache of the system prompt alone: the cache only ever appends, so its
     /// first positions are still the system prompt's and restoring it is a length reset.
     fn restore_system_prompt(&mut self) {
@@ -294,6 +342,8 @@ impl Chat {
                 prefill: start.elapsed(),
                 time_to_first_token: Duration::ZERO,
                 decode: Duration::ZERO,
+                drafted: 0,
+                accepted: 0,
             });
         }
         self.recent.extend_from_slice(&turn);
@@ -304,15 +354,32 @@ impl Chat {
         let mut tokens = Vec::new();
         let mut ttft = Duration::ZERO;
         let stop;
+        // Speculation: greedy only (a draft is kept where greedy decoding agrees with it).
+        let mut policy = Policy::new(if self.sampler.params().temperature == 0.0 {
+            self.opts.speculate
+        } else {
+            0
+        });
+        // Drafted tokens verification kept: already in the cache, emitted one per iteration;
+        // `logits` then belong to the position after the last of them.
+        let mut queue: VecDeque<u32> = VecDeque::new();
+        let mut draft = Vec::new();
         loop {
             if interrupted() {
+                // Kept drafts not yet emitted leave the cache: it holds what was said.
+                let keep = self.cache.len() - queue.len();
+                self.cache.truncate(keep)?;
                 stop = StopReason::Interrupted;
                 break;
             }
-            let next = self.sampler.sample(&mut logits, &self.recent);
+            let (next, fed) = match queue.pop_front() {
+                Some(t) => (t, true),
+                None => (self.sampler.sample(&mut logits, &self.recent), false),
+            };
             if tokens.is_empty() {
                 ttft = start.elapsed();
             }
+            // Drafts never hold a stop token, so a stop is always a sampled one.
             if self.model.is_stop(next) {
                 stop = StopReason::EndOfTurn;
                 break;
@@ -325,14 +392,32 @@ impl Chat {
                 text.push_str(&piece);
             }
             if tokens.len() >= self.opts.max_new_tokens {
+                // Drafts are cut so the last allowed token is a sampled one (not fed).
+                debug_assert!(!fed);
                 stop = StopReason::MaxTokens;
                 break;
+            }
+            if fed {
+                continue;
             }
             if self.cache.len() + 1 >= self.opts.context {
                 stop = StopReason::ContextFull;
                 break;
             }
-            logits = match self.model.forward(&mut self.cache, &[next]) {
+            // Room for drafts: the reply's last token and the context's last position stay
+            // sampled and unfed, as without speculation.
+            let room = (self.opts.max_new_tokens - tokens.len() - 1)
+                .min(self.opts.context - self.cache.len() - 2);
+            let k = policy.budget().min(room);
+            speculate::draft(&self.recent, k, &self.model.meta.stop_ids, &mut draft);
+            let t = Instant::now();
+            let step = if draft.is_empty() {
+                self.model.forward(&mut self.cache, &[next])
+            } else {
+                self.verify(next, &draft, &mut policy, &mut queue)
+            };
+            policy.record_time(1 + draft.len(), t.elapsed().as_secs_f64());
+            logits = match step {
                 Ok(l) => l,
                 Err(e) => {
                     self.rebuild_from_history();
@@ -373,6 +458,8 @@ impl Chat {
             stop,
             prompt_tokens: fed,
             dropped_turns: dropped,
+            drafted: policy.drafted,
+            accepted: policy.accepted,
             prefill: prefill_time,
             time_to_first_token: ttft,
             decode,

@@ -14,6 +14,7 @@ pub mod meta;
 pub mod model;
 pub mod ops;
 pub mod sampler;
+pub mod speculate;
 pub mod text;
 pub mod workers;
 

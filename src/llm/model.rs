@@ -217,7 +217,23 @@ impl LlmModel {
     /// Runs `tokens` after what `cache` holds, extends the cache, and returns the logits of
     /// the last position.
     pub fn forward(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
-        self.forward_with(cache, tokens, None)
+        self.forward_with(cache, tokens, 1, None)
+    }
+
+    /// [`LlmModel::forward`], returning the logits of the last `rows` positions (row after
+    /// row, `rows × vocab` values): what verifying speculated tokens needs.
+    pub fn forward_rows(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        rows: usize,
+    ) -> Result<Vec<f32>> {
+        ensure!(
+            (1..=tokens.len()).contains(&rows),
+            "logits of {rows} positions asked of a step of {}",
+            tokens.len()
+        );
+        self.forward_with(cache, tokens, rows, None)
     }
 
     /// [`LlmModel::forward`], adding the time each kind of node took to `profile`.
@@ -227,13 +243,14 @@ impl LlmModel {
         tokens: &[u32],
         profile: &mut StepProfile,
     ) -> Result<Vec<f32>> {
-        self.forward_with(cache, tokens, Some(profile))
+        self.forward_with(cache, tokens, 1, Some(profile))
     }
 
     fn forward_with(
         &self,
         cache: &mut KvCache,
         tokens: &[u32],
+        rows: usize,
         profile: Option<&mut StepProfile>,
     ) -> Result<Vec<f32>> {
         ensure!(!tokens.is_empty(), "forward needs at least one token");
@@ -253,7 +270,10 @@ impl LlmModel {
             }
         );
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let inputs: TVec<TValue> = tvec![Tensor::from_shape(&[1, s], &ids)?.into_tvalue()];
+        let inputs: TVec<TValue> = tvec![
+            Tensor::from_shape(&[1, s], &ids)?.into_tvalue(),
+            Tensor::zero::<i64>(&[rows])?.into_tvalue(),
+        ];
         // The cache is lent to the layers' attention ops, which write the new positions in
         // place; its length moves only once the whole step has succeeded, so a failed step
         // leaves it as it was.
@@ -281,9 +301,10 @@ impl LlmModel {
         let logits = logits.to_plain_array_view::<f32>()?;
         let row = logits.as_slice().context("logits are not contiguous")?;
         ensure!(
-            row.len() == self.meta.config.vocab,
-            "logits have {} values",
-            row.len()
+            row.len() == rows * self.meta.config.vocab,
+            "logits have {} values, expected {rows} rows of {}",
+            row.len(),
+            self.meta.config.vocab
         );
         debug!("forward: {s} tokens after {p}");
         Ok(row.to_vec())
@@ -349,16 +370,18 @@ fn build_plan(path: &Path, meta: &LlmMeta) -> Result<Arc<Plan>> {
     let mut model = onnx.model_for_path(path)?;
     let n_inputs = model.inputs.len();
     ensure!(
-        n_inputs == 1,
-        "{n_inputs} inputs, expected the token ids alone (an export from before edgevox's \
-         in-place KV cache, {} layers: export it again, `make models`)",
+        n_inputs == 2,
+        "{n_inputs} inputs, expected the token ids and logit_rows (an export from before \
+         edgevox's in-place KV cache, {} layers: export it again, `make models`)",
         c.n_layers
     );
     let s = TDim::from(model.symbols.sym("S"));
+    let l = TDim::from(model.symbols.sym("L"));
     model.set_input_fact(
         0,
         InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s]),
     )?;
+    model.set_input_fact(1, InferenceFact::dt_shape(i64::datum_type(), tvec![l]))?;
     let typed = model.into_optimized()?;
     let options = RunOptions {
         executor: Some(Executor::SingleThread),

@@ -6,6 +6,9 @@
 //!   the weight rows split over the LLM's spinning workers ([`super::workers`]) when a step
 //!   has entered them.
 //! - `EdgevoxBlockGather`: embedding rows for token ids, from the same blocks the LM head reads.
+//! - `EdgevoxLastRows`: the last L positions of the final hidden states, L the length of the
+//!   `logit_rows` input (1 for a prompt or a step; 1 + drafts to verify speculated tokens), so
+//!   the LM head runs on those rows only.
 //!
 //! The ONNX builders are registered with `tract_onnx::onnx()`'s `op_register` ([`register`]):
 //! each one maps `weights.bin` next to `model.onnx` (one mapping per file and process, shared
@@ -26,10 +29,11 @@ use tract_onnx::pb::NodeProto;
 use super::workers;
 use crate::quant::{self, ActBlock, BlockMatrix, BlockType, Kernel, MAX_ROWS};
 
-/// Registers the two ops' builders.
+/// Registers the ops' builders.
 pub fn register(onnx: &mut Onnx) {
     onnx.op_register.insert("EdgevoxBlockLinear", build_linear);
     onnx.op_register.insert("EdgevoxBlockGather", build_gather);
+    onnx.op_register.insert("EdgevoxLastRows", build_last_rows);
 }
 
 /// The kernel every op of this process uses (detected once, logged once).
@@ -456,6 +460,89 @@ impl TypedOp for BlockGather {
         let mut shape: TVec<TDim> = inputs[0].shape.to_tvec();
         shape.push(self.w.cols.to_dim());
         Ok(tvec!(f32::datum_type().fact(&shape)))
+    }
+
+    as_op!();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The positions that get logits.
+
+fn build_last_rows(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((expand(LastRows), vec![]))
+}
+
+/// `y = x[:, S - L.., :]` for `x [1, S, H]` and a marker input of shape `[L]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LastRows;
+
+impl Expansion for LastRows {
+    fn name(&self) -> StaticName {
+        "EdgevoxLastRows".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 2)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].rank, 3)?;
+        s.equals(&inputs[1].rank, 1)?;
+        s.equals(&outputs[0].rank, 3)?;
+        s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[0].shape[1], &inputs[1].shape[0])?;
+        s.equals(&outputs[0].shape[2], &inputs[0].shape[2])
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for LastRows {
+    fn name(&self) -> StaticName {
+        "EdgevoxLastRows".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for LastRows {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (x, marker) = args_2!(inputs);
+        let (s, l) = (x.shape()[1], marker.shape()[0]);
+        ensure!(
+            (1..=s).contains(&l),
+            "logits asked for the last {l} positions of a step of {s}"
+        );
+        Ok(tvec!(x.slice(1, s - l, s)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for LastRows {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut shape: TVec<TDim> = inputs[0].shape.to_tvec();
+        ensure!(
+            shape.len() == 3,
+            "EdgevoxLastRows: input of rank {}",
+            shape.len()
+        );
+        shape[1] = inputs[1].shape[0].clone();
+        Ok(tvec!(inputs[0].datum_type.fact(&shape)))
     }
 
     as_op!();

@@ -557,6 +557,29 @@ fn bench_one(model: &std::sync::Arc<LlmModel>, args: &LlmBenchArgs) -> Result<Va
         }
         step_ms.insert(rows.to_string(), json!(median(&times)));
     }
+    // Decode speed with 64, 512 and 1500 tokens already in the cache (filled with the prompt
+    // repeated; greedy steps after it, timed).
+    let mut by_context = serde_json::Map::new();
+    let filler: Vec<u32> = full.iter().copied().cycle().take(1500).collect();
+    for ctx in [64usize, 512, 1500] {
+        if ctx + 32 > model.context_length() {
+            continue;
+        }
+        let mut cache = model.empty_cache()?;
+        let mut logits = prefill(model, &mut cache, &filler[..ctx], 128)?;
+        let mut tps = Vec::new();
+        for _ in 0..args.runs.max(1) {
+            let steps = 16;
+            let t = Instant::now();
+            for _ in 0..steps {
+                let next = argmax(&logits).unwrap_or(0) as u32;
+                logits = model.forward(&mut cache, &[next])?;
+            }
+            tps.push(steps as f64 / t.elapsed().as_secs_f64());
+            cache.truncate(ctx)?;
+        }
+        by_context.insert(ctx.to_string(), json!(median(&tps)));
+    }
     // Where a decode step's time goes (timed node by node, so a little slower than above).
     let mut profile = StepProfile::default();
     let mut cache = system_cache.clone();
@@ -594,6 +617,7 @@ fn bench_one(model: &std::sync::Arc<LlmModel>, args: &LlmBenchArgs) -> Result<Va
         },
         "decode_step_by_op": by_op,
         "step_ms_by_new_positions": step_ms,
+        "decode_tokens_per_s_at_context": by_context,
         "speculation": bench_speculation(model, args.runs.min(3))?,
         "kernel": edgevox::llm::ops::kernel().name(),
         "peak_rss_bytes_so_far": peak_rss_bytes(),

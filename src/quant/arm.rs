@@ -270,12 +270,5 @@ pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
         }
         c += 16;
     }
-    if main < d {
-        for (t, &w) in p.iter().enumerate() {
-            let row = &v[t * d..(t + 1) * d];
-            for (o, &x) in out[main..].iter_mut().zip(&row[main..]) {
-                *o += w * super::f16_to_f32(x);
-            }
-        }
-    }
+    super::portable::axpy_cols_f16(p, v, out, main);
 }

@@ -148,9 +148,14 @@ pub(super) fn dot_f16(q: &[f32], k: &[u16]) -> f32 {
 /// `out[d] += Σ_t p[t] · v[t·D + d]` for the f16 rows of `v` (D = `out.len()`): the
 /// attention-weighted sum of the values.
 pub(super) fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
+    axpy_cols_f16(p, v, out, 0);
+}
+
+/// [`axpy_rows_f16`] for columns `from..` only: the SIMD twins' tail past their lanes.
+pub(super) fn axpy_cols_f16(p: &[f32], v: &[u16], out: &mut [f32], from: usize) {
     let d = out.len();
     for (row, &w) in v.chunks_exact(d).zip(p) {
-        for (o, &x) in out.iter_mut().zip(row) {
+        for (o, &x) in out[from..].iter_mut().zip(&row[from..]) {
             *o += w * f16_to_f32(x);
         }
     }

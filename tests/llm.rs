@@ -437,7 +437,8 @@ fn an_interrupted_reply_stops_at_once_and_the_conversation_goes_on() {
 
 /// Prompt-lookup speculation changes the speed, never the reply: greedy decoding (with the
 /// default repetition penalty) gives the same tokens with and without it, on 20 single
-/// questions, a 6-turn conversation, and a conversation whose small context fills up mid-draft.
+/// questions, a 6-turn conversation, and a conversation whose small context fills up mid-draft;
+/// and the sampling path's verdicts, at top-k 1, give the greedy replies too.
 #[test]
 fn speculation_gives_the_plain_greedy_replies() {
     const QUESTIONS: [&str; 20] = [
@@ -470,9 +471,13 @@ fn speculation_gives_the_plain_greedy_replies() {
         "Which of the two cities is older?",
         "Thank you. Summarize what we talked about.",
     ];
-    let run = |speculate: usize, context: usize, questions: &[&str], reset: bool| {
+    let run_with = |sampling: SamplingParams,
+                    speculate: usize,
+                    context: usize,
+                    questions: &[&str],
+                    reset: bool| {
         let opts = ChatOptions {
-            sampling: SamplingParams::default(),
+            sampling,
             speculate,
             context,
             max_new_tokens: 48,
@@ -491,6 +496,15 @@ fn speculation_gives_the_plain_greedy_replies() {
         }
         (replies, drafted, accepted)
     };
+    let run = |speculate: usize, context: usize, questions: &[&str], reset: bool| {
+        run_with(
+            SamplingParams::default(),
+            speculate,
+            context,
+            questions,
+            reset,
+        )
+    };
     let mut total = (0, 0);
     for (questions, reset, context) in [
         (&QUESTIONS[..], true, 2048),
@@ -502,6 +516,23 @@ fn speculation_gives_the_plain_greedy_replies() {
         let (fast, drafted, accepted) = run(DEFAULT_DRAFT, context, questions, reset);
         for (i, (a, b)) in plain.iter().zip(&fast).enumerate() {
             assert_eq!(a, b, "context {context}, question {i} ({:?})", questions[i]);
+        }
+        if reset {
+            // The sampling path's verdicts (accept with p(draft), else draw from the rest):
+            // with top-k 1 the distribution is the greedy choice alone, so the reply must be
+            // the greedy one, drafts and all.
+            let top1 = SamplingParams {
+                temperature: 0.7,
+                top_k: 1,
+                seed: 5,
+                ..SamplingParams::default()
+            };
+            let (sampled, drafted, accepted) =
+                run_with(top1, DEFAULT_DRAFT, context, questions, reset);
+            assert!(drafted > 0 && accepted > 0, "sampled speculation drafted");
+            for (i, (a, b)) in plain.iter().zip(&sampled).enumerate() {
+                assert_eq!(a, b, "top-1 sampling, question {i} ({:?})", questions[i]);
+            }
         }
         total.0 += drafted;
         total.1 += accepted;

@@ -86,8 +86,8 @@ pub struct LlmArgs {
     #[arg(long = "kv-cache", default_value = "f16", value_parser = parse_kv_type)]
     pub kv_type: edgevox::llm::KvType,
     /// Decode one token per step: no prompt-lookup speculation (which drafts up to 4 tokens
-    /// from the conversation and keeps those greedy decoding agrees with; greedy only, the
-    /// reply is the same either way).
+    /// from the conversation and verifies them in one step: greedy replies are the same either
+    /// way; sampled ones follow the same distribution).
     #[arg(long)]
     pub no_speculate: bool,
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::kv::KvCache;
 use super::model::LlmModel;
-use super::sampler::{Sampler, SamplingParams};
+use super::sampler::{Sampler, SamplingParams, Verdict};
 use super::speculate::{self, Policy};
 use super::text::Utf8Stream;
 use std::collections::VecDeque;
@@ -32,8 +32,10 @@ pub struct ChatOptions {
     pub context: usize,
     /// Tokens a prompt is fed in at a time (bounds the activations' memory).
     pub prefill_chunk: usize,
-    /// Most tokens drafted by prompt lookup per step (0: plain decoding). Greedy decoding only
-    /// (with sampling it is off); the reply is token for token the plain greedy one.
+    /// Most tokens drafted by prompt lookup per step (0: plain decoding). Greedy: the reply is
+    /// token for token the plain greedy one. Sampling: drafts are judged by the
+    /// speculative-sampling rule ([`Sampler::judge`]), so the replies' distribution is the
+    /// plain sampler's (the draws, and so a seed's reply, differ).
     pub speculate: usize,
 }
 
@@ -204,15 +206,17 @@ impl Chat {
     }
 
     /// Feeds `next` and the `draft` after it in one step, keeps the longest prefix of the draft
-    /// that this chat's own (greedy) choice agrees with at every position, rolls the cache back
-    /// past the rest, queues the kept drafts and returns the logits after the last kept token.
+    /// that the sampler's verdicts keep ([`Sampler::judge`]: under greedy decoding, where the
+    /// greedy choice agrees), rolls the cache back past the rest and queues the kept drafts.
+    /// Returns the logits after the last kept token, or, when a draft was rejected, the token
+    /// said in its place (not fed).
     fn verify(
         &mut self,
         next: u32,
         draft: &[u32],
         policy: &mut Policy,
         queue: &mut VecDeque<u32>,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<After> {
         let before = self.cache.len();
         let mut step = Vec::with_capacity(1 + draft.len());
         step.push(next);
@@ -224,9 +228,11 @@ impl Chat {
         // Row i predicts the token after step[i]; the choice there sees the tokens before it.
         let mut recent = self.recent.clone();
         let mut kept = 0;
+        let mut replaced = None;
         for (i, &d) in draft.iter().enumerate() {
             let mut row = rows[i * vocab..(i + 1) * vocab].to_vec();
-            if self.sampler.sample(&mut row, &recent) != d {
+            if let Verdict::Replace(t) = self.sampler.judge(&mut row, &recent, d) {
+                replaced = Some(t);
                 break;
             }
             recent.push(d);
@@ -235,7 +241,10 @@ impl Chat {
         policy.record(draft.len(), kept);
         self.cache.truncate(before + 1 + kept)?;
         queue.extend(&draft[..kept]);
-        Ok(rows[kept * vocab..(kept + 1) * vocab].to_vec())
+        Ok(match replaced {
+            Some(t) => After::Token(t),
+            None => After::Logits(rows[kept * vocab..(kept + 1) * vocab].to_vec()),
+        })
     }
 
     /// Back to the cache of the system prompt alone: the cache only ever appends, so its
@@ -354,15 +363,12 @@ impl Chat {
         let mut tokens = Vec::new();
         let mut ttft = Duration::ZERO;
         let stop;
-        // Speculation: greedy only (a draft is kept where greedy decoding agrees with it).
-        let mut policy = Policy::new(if self.sampler.params().temperature == 0.0 {
-            self.opts.speculate
-        } else {
-            0
-        });
+        let mut policy = Policy::new(self.opts.speculate);
         // Drafted tokens verification kept: already in the cache, emitted one per iteration;
-        // `logits` then belong to the position after the last of them.
+        // then `chosen` (a rejected draft's replacement, not fed) if there is one, else a
+        // token sampled from `logits`, which belong to the position after the last of them.
         let mut queue: VecDeque<u32> = VecDeque::new();
+        let mut chosen: Option<u32> = None;
         let mut draft = Vec::new();
         loop {
             if interrupted() {
@@ -372,9 +378,13 @@ impl Chat {
                 stop = StopReason::Interrupted;
                 break;
             }
-            let (next, fed) = match queue.pop_front() {
-                Some(t) => (t, true),
-                None => (self.sampler.sample(&mut logits, &self.recent), false),
+            let (next, fed) = match (queue.pop_front(), chosen.take()) {
+                (Some(t), c) => {
+                    chosen = c;
+                    (t, true)
+                }
+                (None, Some(t)) => (t, false),
+                (None, None) => (self.sampler.sample(&mut logits, &self.recent), false),
             };
             if tokens.is_empty() {
                 ttft = start.elapsed();
@@ -412,18 +422,21 @@ impl Chat {
             speculate::draft(&self.recent, k, &self.model.meta.stop_ids, &mut draft);
             let t = Instant::now();
             let step = if draft.is_empty() {
-                self.model.forward(&mut self.cache, &[next])
+                self.model
+                    .forward(&mut self.cache, &[next])
+                    .map(After::Logits)
             } else {
                 self.verify(next, &draft, &mut policy, &mut queue)
             };
             policy.record_time(1 + draft.len(), t.elapsed().as_secs_f64());
-            logits = match step {
-                Ok(l) => l,
+            match step {
+                Ok(After::Logits(l)) => logits = l,
+                Ok(After::Token(t)) => chosen = Some(t),
                 Err(e) => {
                     self.rebuild_from_history();
                     return Err(e);
                 }
-            };
+            }
         }
         let tail = stream.finish();
         if !tail.is_empty() {
@@ -465,6 +478,14 @@ impl Chat {
             decode,
         })
     }
+}
+
+/// What a decode step leaves for choosing the next token.
+enum After {
+    /// The logits of the position after the cache's last.
+    Logits(Vec<f32>),
+    /// Verification rejected a draft and chose this token in its place.
+    Token(u32),
 }
 
 /// Feeds `tokens` in chunks of `chunk`; returns the logits after the last one.

@@ -22,4 +22,4 @@ pub use chat::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, Reply, StopReason, pref
 pub use kv::{KvCache, KvType};
 pub use meta::LlmMeta;
 pub use model::{LlmModel, LoadOptions, StepProfile};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{Sampler, SamplingParams, Verdict};

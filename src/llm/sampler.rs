@@ -84,6 +84,50 @@ impl Sampler {
 
     /// Chooses the next token. `logits` is modified in place by the repetition penalty.
     pub fn sample(&mut self, logits: &mut [f32], recent: &[u32]) -> u32 {
+        if !self.distribution(logits, recent) {
+            return argmax(logits).unwrap_or(0) as u32;
+        }
+        let mass: f32 = self.scratch.iter().map(|c| c.0).sum();
+        let r = self.rng.random::<f32>() * mass;
+        pick(&self.scratch, r, None)
+    }
+
+    /// Judges a drafted token `draft` against the distribution [`Sampler::sample`] would draw
+    /// from, by the speculative-sampling rule for a deterministic draft: kept with probability
+    /// p(draft); otherwise replaced by a draw from p with the draft removed, renormalized. The
+    /// token this returns is then distributed exactly as one from `sample` (greedy: kept iff
+    /// it is the argmax, else replaced by the argmax).
+    pub fn judge(&mut self, logits: &mut [f32], recent: &[u32], draft: u32) -> Verdict {
+        if !self.distribution(logits, recent) {
+            let best = argmax(logits).unwrap_or(0) as u32;
+            return if best == draft {
+                Verdict::Keep
+            } else {
+                Verdict::Replace(best)
+            };
+        }
+        let mass: f32 = self.scratch.iter().map(|c| c.0).sum();
+        let p_draft = self
+            .scratch
+            .iter()
+            .find(|c| c.1 == draft)
+            .map_or(0.0, |c| c.0 / mass);
+        if p_draft > 0.0 && self.rng.random::<f32>() < p_draft {
+            return Verdict::Keep;
+        }
+        let rest = mass - p_draft * mass;
+        if rest <= 0.0 {
+            // All the mass sits on the draft (rounding): keeping it is what `sample` would do.
+            return Verdict::Keep;
+        }
+        let r = self.rng.random::<f32>() * rest;
+        Verdict::Replace(pick(&self.scratch, r, Some(draft)))
+    }
+
+    /// Applies the repetition penalty to `logits`; for sampling (temperature > 0) leaves the
+    /// candidates (unnormalized probability, token) after temperature, top-k and top-p in
+    /// `scratch`, largest first, and returns true; for greedy returns false.
+    fn distribution(&mut self, logits: &mut [f32], recent: &[u32]) -> bool {
         let p = &self.params;
         if p.repetition_penalty != 1.0 {
             let start = recent.len().saturating_sub(p.repeat_last_n);
@@ -101,8 +145,8 @@ impl Sampler {
                 }
             }
         }
-        if p.temperature == 0.0 {
-            return argmax(logits).unwrap_or(0) as u32;
+        if p.temperature == 0.0 || logits.is_empty() {
+            return false;
         }
         let cand = &mut self.scratch;
         cand.clear();
@@ -134,16 +178,32 @@ impl Sampler {
             }
         }
         cand.truncate(n);
-        let mass: f32 = cand.iter().map(|c| c.0).sum();
-        let mut r = self.rng.random::<f32>() * mass;
-        for c in cand.iter() {
-            r -= c.0;
-            if r <= 0.0 {
-                return c.1;
-            }
-        }
-        cand[cand.len() - 1].1
+        true
     }
+}
+
+/// What verification makes of a drafted token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The draft stands.
+    Keep,
+    /// The draft is rejected; this token is said in its place (and the rest of the draft is
+    /// dropped).
+    Replace(u32),
+}
+
+/// The candidate where the running mass passes `r` (`skip` left out); the last one if
+/// rounding leaves some over.
+fn pick(cand: &[(f32, u32)], mut r: f32, skip: Option<u32>) -> u32 {
+    let mut last = cand[0].1;
+    for c in cand.iter().filter(|c| Some(c.1) != skip) {
+        r -= c.0;
+        last = c.1;
+        if r <= 0.0 {
+            return c.1;
+        }
+    }
+    last
 }
 
 #[cfg(test)]
@@ -202,6 +262,69 @@ mod tests {
             ..hot.clone()
         };
         assert_ne!(a, draw(&other));
+    }
+
+    /// The token a verdict leaves (the draft, or its replacement) follows the sampling
+    /// distribution itself, whatever the draft: the speculative-sampling rule's promise.
+    #[test]
+    fn judged_drafts_follow_the_sampling_distribution() {
+        let params = SamplingParams {
+            temperature: 0.8,
+            top_k: 4,
+            top_p: 0.9,
+            repetition_penalty: 1.3,
+            seed: 11,
+            ..Default::default()
+        };
+        let logits = [1.0f32, 2.0, 0.5, 1.8, -1.0, 1.2];
+        let recent = [1u32];
+        // The exact distribution: penalty on token 1, temperature, top-4, top-p 0.9.
+        let mut s = Sampler::new(params.clone());
+        assert!(s.distribution(&mut logits.clone(), &recent));
+        let mass: f32 = s.scratch.iter().map(|c| c.0).sum();
+        let mut want = [0.0f64; 6];
+        for c in &s.scratch {
+            want[c.1 as usize] = (c.0 / mass) as f64;
+        }
+        assert_eq!(want[4], 0.0, "outside top-k");
+        let n = 40_000;
+        // Drafts: the likeliest token, an unlikely one, one outside the candidates.
+        for draft in [3u32, 5, 4] {
+            let mut s = Sampler::new(params.clone());
+            let mut got = [0usize; 6];
+            let mut kept = 0;
+            for _ in 0..n {
+                let t = match s.judge(&mut logits.clone(), &recent, draft) {
+                    Verdict::Keep => {
+                        kept += 1;
+                        draft
+                    }
+                    Verdict::Replace(t) => {
+                        assert_ne!(t, draft, "a replacement is never the draft");
+                        t
+                    }
+                };
+                got[t as usize] += 1;
+            }
+            for t in 0..6 {
+                let f = got[t] as f64 / n as f64;
+                assert!(
+                    (f - want[t]).abs() < 0.012,
+                    "draft {draft}: token {t} drawn {f:.4}, want {:.4}",
+                    want[t]
+                );
+            }
+            let keep_rate = kept as f64 / n as f64;
+            assert!((keep_rate - want[draft as usize]).abs() < 0.012);
+        }
+    }
+
+    #[test]
+    fn greedy_verdicts_keep_only_the_argmax() {
+        let mut s = Sampler::new(SamplingParams::greedy());
+        let logits = [0.1f32, 3.0, -1.0, 2.9];
+        assert_eq!(s.judge(&mut logits.clone(), &[], 1), Verdict::Keep);
+        assert_eq!(s.judge(&mut logits.clone(), &[], 3), Verdict::Replace(1));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod quant;
 pub mod simd;
+pub mod skills;
 pub mod text;
 pub mod tts;
 pub mod vad;

@@ -176,6 +176,65 @@ fn silence_in_gives_no_turns_and_an_empty_reply_file() {
     assert!(samples.is_empty());
 }
 
+/// Speaks `text` with espeak-ng, at 16 kHz.
+fn spoken(text: &str) -> Vec<f32> {
+    use edgevox::tts::Voice;
+    let a = Espeak::default().synthesize(text).unwrap();
+    edgevox::audio::resample::resample(&a.samples, a.rate, 16_000).unwrap()
+}
+
+/// Time and sums are answered by the skills, exactly and without the model: the time from the
+/// replay's clock (`--clock`), the product computed; "repeat that" and "stop" are handled
+/// without it too; a question beside them still goes to the model.
+#[test]
+fn the_time_and_a_sum_are_answered_by_skills_not_the_model() {
+    let _one = one_at_a_time();
+    let d = scratch("skills");
+    let input = d.join("skills.wav");
+    recording(
+        &input,
+        &[
+            question("capital"),
+            silence(8.0),
+            spoken("What time is it?"),
+            silence(4.0),
+            spoken("What is twelve times seven?"),
+            silence(4.0),
+            spoken("Repeat that."),
+            silence(4.0),
+            spoken("Okay, stop talking."),
+            silence(1.0),
+        ],
+    );
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--clock",
+        "2026-12-05T21:07",
+    ]);
+    assert_eq!(turns.len(), 5, "{turns:?}");
+    let skill = |t: &Value| t["skill"]["intent"].as_str().map(str::to_string);
+    assert_eq!(skill(&turns[0]), None, "{}", turns[0]);
+    assert_mentions("model's reply", field(&turns[0], "reply"), "paris");
+    assert!(!turns[0]["stop"].is_null());
+    assert_eq!(skill(&turns[1]).as_deref(), Some("time"), "{}", turns[1]);
+    // The clock started with the run; the question comes within its first minute.
+    assert_mentions("time", field(&turns[1], "reply"), "9:07 pm");
+    assert!(
+        turns[1]["stop"].is_null(),
+        "the model was not asked: {}",
+        turns[1]
+    );
+    assert_eq!(skill(&turns[2]).as_deref(), Some("sum"), "{}", turns[2]);
+    assert_mentions("product", field(&turns[2], "reply"), "84");
+    // "Repeat that" says the last reply again; "stop" says nothing; neither asks the model.
+    assert_eq!(skill(&turns[3]).as_deref(), Some("repeat"), "{}", turns[3]);
+    assert_eq!(turns[3]["reply"], turns[2]["reply"]);
+    assert_eq!(skill(&turns[4]).as_deref(), Some("stop"), "{}", turns[4]);
+    assert_eq!(field(&turns[4], "reply"), "");
+    assert!(turns[3]["stop"].is_null() && turns[4]["stop"].is_null());
+}
+
 #[test]
 fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let _one = one_at_a_time();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use edgevox::audio::aec::AecOptions;
 use edgevox::audio::capture::{Capture, CaptureOptions};
@@ -13,6 +13,7 @@ use edgevox::board::Board;
 use edgevox::board::budget::{self, Choice, ModelSizes};
 use edgevox::llm::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, SamplingParams};
 use edgevox::pipeline::{self, Brain, Hearing, LoopOptions, Output, TurnReport};
+use edgevox::skills::{Clock, Skills};
 use edgevox::tts::{Voice, espeak::Espeak};
 use log::{error, info, warn};
 
@@ -143,6 +144,15 @@ pub struct RunArgs {
     /// Stop after this many turns.
     #[arg(long)]
     max_turns: Option<usize>,
+    /// Send everything to the model: no skills (time, date, day, sums, units of time, which
+    /// are otherwise answered exactly, without the model).
+    #[arg(long)]
+    no_skills: bool,
+    /// The skills' clock starts at this local time (e.g. 2026-12-05T09:30) instead of the
+    /// system's, and runs from there: a replay then answers "what time is it" the same way on
+    /// every run.
+    #[arg(long, value_parser = parse_clock)]
+    clock: Option<jiff::civil::DateTime>,
     /// Earcons (listening, turn end, error): on by default live, off in replays.
     #[arg(long)]
     earcons: Option<bool>,
@@ -226,6 +236,11 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         barge_in: args.talk.barge_in(),
         busy: None,
         budget_bytes: Some(plan.budget_bytes),
+        skills: (!args.no_skills).then(Skills::builtin),
+        clock: match args.clock {
+            Some(start) => Clock::starting_at(start),
+            None => Clock::System,
+        },
     };
     let reports = if let Some(input) = &args.input {
         let replay = ReplayOptions {
@@ -292,4 +307,9 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         warn!("no speech heard");
     }
     Ok(())
+}
+
+fn parse_clock(s: &str) -> Result<jiff::civil::DateTime> {
+    s.parse::<jiff::civil::DateTime>()
+        .with_context(|| format!("--clock {s:?}: expected a local time like 2026-12-05T09:30"))
 }

@@ -170,6 +170,7 @@ impl Conductor {
                                     over_budget: false,
                                     error: None,
                                     notice: None,
+                                    skill: None,
                                 },
                                 t0: Instant::now(),
                                 replied: false,
@@ -221,6 +222,7 @@ impl Conductor {
                 stop,
                 error,
                 notice,
+                skill,
                 at,
             } => {
                 if let Some(o) = self.open.get_mut(&turn) {
@@ -229,6 +231,7 @@ impl Conductor {
                     o.report.reply = text;
                     o.report.stop = stop;
                     o.report.notice = notice;
+                    o.report.skill = skill;
                     if let Some(e) = error {
                         o.report.error.get_or_insert(e);
                     }

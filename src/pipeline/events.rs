@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use crate::listen::Heard;
 use crate::llm::StopReason;
+use crate::skills::SkillAnswer;
 use crate::tts::earcon::Earcon;
 
 /// Jobs for the thinking thread.
@@ -43,6 +44,8 @@ pub enum Ev {
         stop: Option<StopReason>,
         error: Option<String>,
         notice: Option<String>,
+        /// Answered by a skill, not the model.
+        skill: Option<SkillAnswer>,
         at: Instant,
     },
     /// The turn's first audio went to the device.

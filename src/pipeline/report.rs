@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::llm::StopReason;
+use crate::skills::SkillAnswer;
 
 /// Milliseconds after the endpointer delivered the utterance (the end of speech), and the
 /// process's peak RSS when each stage finished.
@@ -52,4 +53,6 @@ pub struct TurnReport {
     pub error: Option<String>,
     /// What the user was told about it.
     pub notice: Option<String>,
+    /// The skill that answered, with its intent and slots (the model was not asked).
+    pub skill: Option<SkillAnswer>,
 }

@@ -23,6 +23,7 @@ use crate::audio::replay::{ReplayDevice, ReplayOptions};
 use crate::audio::{Source, wav};
 use crate::listen::{self, EchoGuard, Listener};
 use crate::llm::Chat;
+use crate::skills::{Clock, Skills};
 use crate::tts::Voice;
 use crate::tts::earcon::Earcon;
 use crate::vad::{EndpointConfig, SpeechDetector};
@@ -46,6 +47,11 @@ pub struct LoopOptions {
     pub busy: Option<Arc<AtomicBool>>,
     /// The board's memory budget: a turn whose peak RSS goes over it is logged loudly.
     pub budget_bytes: Option<u64>,
+    /// What is answered without the model (time, date, sums; [`Skills`]); `None`: the model
+    /// answers everything.
+    pub skills: Option<Skills>,
+    /// Where the skills read the time.
+    pub clock: Clock,
 }
 
 impl Default for LoopOptions {
@@ -56,6 +62,8 @@ impl Default for LoopOptions {
             barge_in: true,
             busy: None,
             budget_bytes: None,
+            skills: Some(Skills::builtin()),
+            clock: Clock::System,
         }
     }
 }
@@ -171,13 +179,24 @@ pub fn converse(
     let (job_tx, jobs) = mpsc::sync_channel::<Job>(2);
     let (speech_tx, speech_rx) = mpsc::sync_channel::<ToSpeech>(16);
     let Brain { whisper, asr, chat } = brain;
+    let (skills, clock) = (opts.skills.clone(), opts.clock.clone());
 
     std::thread::scope(|scope| -> Result<Vec<TurnReport>> {
         let (c, tx, to_speech) = (cancel.clone(), ev_tx.clone(), speech_tx.clone());
         std::thread::Builder::new()
             .name("edgevox-think".into())
             .spawn_scoped(scope, move || {
-                think(jobs, whisper, &asr, chat, &c, &to_speech, &tx)
+                think(
+                    jobs,
+                    whisper,
+                    &asr,
+                    chat,
+                    skills.as_ref(),
+                    &clock,
+                    &c,
+                    &to_speech,
+                    &tx,
+                )
             })
             .context("spawning the thinking thread")?;
         let (c, tx) = (cancel.clone(), ev_tx.clone());

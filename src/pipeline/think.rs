@@ -4,26 +4,33 @@
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
-use log::{error, warn};
+use log::{error, info, warn};
 
 use super::events::{Cancel, Ev, Job, ToSpeech};
 use super::{NOTICE_FAILED, NOTICE_NOT_UNDERSTOOD};
 use crate::asr::{AsrOptions, Recognizer};
 use crate::llm::Chat;
+use crate::skills::{Clock, Skills};
 use crate::tts::chunk::Chunker;
 use crate::tts::earcon::Earcon;
 
-/// The thinking thread: transcribes each utterance and streams the model's reply, chunked,
-/// to the speaking thread.
+/// The thinking thread: transcribes each utterance and streams the reply, chunked, to the
+/// speaking thread: a skill's answer when one of `skills` matches (read at `clock`'s time),
+/// else the model's.
+#[allow(clippy::too_many_arguments)]
 pub fn think(
     jobs: Receiver<Job>,
     whisper: &mut dyn Recognizer,
     asr: &AsrOptions,
     chat: &mut Chat,
+    skills: Option<&Skills>,
+    clock: &Clock,
     cancel: &Cancel,
     to_speech: &SyncSender<ToSpeech>,
     events: &SyncSender<Ev>,
 ) {
+    // What was said last, for "repeat that".
+    let mut last_reply: Option<String> = None;
     for Job { turn, samples } in jobs {
         let (text, error) = match whisper.transcribe(&samples, asr) {
             Ok(t) => (t.text, None),
@@ -42,6 +49,7 @@ pub fn think(
             stop: None,
             error: None,
             notice: None,
+            skill: None,
             at: Instant::now(),
         };
         if cancel.is(turn) {
@@ -60,6 +68,36 @@ pub fn think(
                 stop: None,
                 error: Some(why),
                 notice: Some(NOTICE_NOT_UNDERSTOOD.into()),
+                skill: None,
+                at: Instant::now(),
+            };
+        } else if let Some(answer) =
+            skills.and_then(|s| s.answer(&text, clock.now(), last_reply.as_deref()))
+        {
+            info!(
+                "turn {turn}: the {:?} skill answers: {:?}",
+                answer.intent, answer.answer
+            );
+            let _ = events.send(Ev::FirstToken {
+                turn,
+                at: Instant::now(),
+            });
+            let mut chunker = Chunker::new();
+            let mut chunks = chunker.push(&answer.answer);
+            chunks.extend(chunker.finish());
+            for c in chunks {
+                let _ = to_speech.send(ToSpeech::Chunk { turn, text: c });
+            }
+            if !answer.answer.is_empty() {
+                last_reply = Some(answer.answer.clone());
+            }
+            reply = Ev::Replied {
+                turn,
+                text: answer.answer.clone(),
+                stop: None,
+                error: None,
+                notice: None,
+                skill: Some(answer),
                 at: Instant::now(),
             };
         } else {
@@ -87,12 +125,16 @@ pub fn think(
                     if let Some(c) = chunker.finish() {
                         let _ = to_speech.send(ToSpeech::Chunk { turn, text: c });
                     }
+                    if !r.text.is_empty() {
+                        last_reply = Some(r.text.clone());
+                    }
                     Ev::Replied {
                         turn,
                         text: r.text,
                         stop: Some(r.stop),
                         error: None,
                         notice: None,
+                        skill: None,
                         at,
                     }
                 }
@@ -110,6 +152,7 @@ pub fn think(
                         stop: None,
                         error: Some(e),
                         notice: Some(NOTICE_FAILED.into()),
+                        skill: None,
                         at,
                     }
                 }

@@ -1,0 +1,488 @@
+//! Skills: what a 135M-parameter model cannot know or must not guess — the time, the date,
+//! the day, sums and units of time — answered by code, before the language model is asked.
+//!
+//! The phrasings are data (`phrases.txt`, one `intent: pattern` per line, checked when the
+//! skills are built; [`Skills::parse`] takes a board's own file the same way). A transcript
+//! matches a pattern only as a whole, after [`crate::text::words`] normalization and with
+//! fillers ("hey", "okay", "please", "thanks") around it ignored, so "What time is it?" and
+//! "what time is it" meet, and "what is the time zone of Japan" falls through to the model.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use jiff::civil::DateTime;
+use serde::Serialize;
+
+/// The phrasings edgevox ships.
+pub const PHRASES: &str = include_str!("phrases.txt");
+
+/// What a transcript asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    Time,
+    Date,
+    Day,
+    Sum,
+    Units,
+    Help,
+    /// "Stop", "never mind": the reply is dropped and nothing is said.
+    Stop,
+    /// "Repeat that": the last reply again.
+    Repeat,
+}
+
+impl Intent {
+    fn from_name(s: &str) -> Option<Intent> {
+        Some(match s {
+            "time" => Intent::Time,
+            "date" => Intent::Date,
+            "day" => Intent::Day,
+            "sum" => Intent::Sum,
+            "units" => Intent::Units,
+            "help" => Intent::Help,
+            "stop" => Intent::Stop,
+            "repeat" => Intent::Repeat,
+            _ => return None,
+        })
+    }
+}
+
+/// A matched skill: the intent, its slots and the spoken answer (the turn report's `skill`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkillAnswer {
+    pub intent: Intent,
+    pub slots: BTreeMap<String, String>,
+    pub answer: String,
+}
+
+/// Where "now" comes from: the system's local time, or a given start time advanced by the
+/// time since (a replay's clock, so a test knows what "what time is it" must answer).
+#[derive(Debug, Clone)]
+pub enum Clock {
+    System,
+    From { start: DateTime, at: Instant },
+}
+
+impl Clock {
+    /// A clock that reads `start` now and runs from here.
+    pub fn starting_at(start: DateTime) -> Clock {
+        Clock::From {
+            start,
+            at: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime {
+        match self {
+            Clock::System => jiff::Zoned::now().datetime(),
+            Clock::From { start, at } => {
+                let since = jiff::SignedDuration::try_from(at.elapsed()).unwrap_or_default();
+                start.checked_add(since).unwrap_or(*start)
+            }
+        }
+    }
+}
+
+/// One element of a pattern.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    /// One of these words; optional or not.
+    Words { any: Vec<String>, optional: bool },
+    /// A number, into the named slot.
+    Number(String),
+    /// An arithmetic operator (one or two words).
+    Op,
+    /// A unit of time, into the named slot.
+    Unit(String),
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    intent: Intent,
+    parts: Vec<Part>,
+}
+
+/// The compiled phrasings.
+#[derive(Debug, Clone)]
+pub struct Skills {
+    patterns: Vec<Pattern>,
+}
+
+/// Words ignored before a request.
+const LEADING: [&str; 10] = [
+    "hey", "hi", "ok", "okay", "so", "um", "uh", "please", "can", "could",
+];
+/// Words ignored after one.
+const TRAILING: [&str; 2] = ["please", "thanks"];
+
+impl Skills {
+    /// The phrasings edgevox ships.
+    pub fn builtin() -> Skills {
+        Skills::parse("phrases.txt (built in)", PHRASES).expect("the built-in phrases parse")
+    }
+
+    /// Compiles `text` (the format of `phrases.txt`); `origin` names it in errors, which give
+    /// the line.
+    pub fn parse(origin: &str, text: &str) -> Result<Skills> {
+        let mut patterns = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = || format!("{origin}, line {}", i + 1);
+            let Some((name, pattern)) = line.split_once(':') else {
+                bail!("{}: expected `intent: pattern`, got {line:?}", at());
+            };
+            let Some(intent) = Intent::from_name(name.trim()) else {
+                bail!(
+                    "{}: unknown intent {:?} (time, date, day, sum, units, help, stop, repeat)",
+                    at(),
+                    name.trim()
+                );
+            };
+            let parts = parse_pattern(pattern).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            let needs: &[&str] = match intent {
+                Intent::Sum => &["{a}", "{op}", "{b}"],
+                Intent::Units => &["{small}", "{big}"],
+                _ => &[],
+            };
+            for n in needs {
+                if !pattern.contains(n) {
+                    bail!("{}: a `{name}` pattern needs the slot {n}", at());
+                }
+            }
+            patterns.push(Pattern { intent, parts });
+        }
+        if patterns.is_empty() {
+            bail!("{origin}: no patterns");
+        }
+        Ok(Skills { patterns })
+    }
+
+    /// The skill `transcript` asks for, answered at `now` (`last_reply`: what was said last,
+    /// for "repeat that"); `None` when it asks for something else (the model answers it). A
+    /// [`Intent::Stop`] answer is empty: nothing is said.
+    pub fn answer(
+        &self,
+        transcript: &str,
+        now: DateTime,
+        last_reply: Option<&str>,
+    ) -> Option<SkillAnswer> {
+        let words = request_words(transcript);
+        let core = strip_fillers(&words);
+        if core.is_empty() {
+            return None;
+        }
+        for p in &self.patterns {
+            let mut slots = BTreeMap::new();
+            if matches(&p.parts, core, &mut slots)
+                && let Some(answer) = respond(p.intent, &slots, now, last_reply)
+            {
+                return Some(SkillAnswer {
+                    intent: p.intent,
+                    slots,
+                    answer,
+                });
+            }
+        }
+        None
+    }
+}
+
+fn parse_pattern(pattern: &str) -> Result<Vec<Part>> {
+    let mut parts = Vec::new();
+    // Group brackets first, so "[what's|what is]" is one element.
+    let mut rest = pattern.trim();
+    while !rest.is_empty() {
+        let (token, tail) = if let Some(open @ ('[' | '(' | '{')) = rest.chars().next() {
+            let close = match open {
+                '[' => ']',
+                '(' => ')',
+                _ => '}',
+            };
+            let Some(end) = rest.find(close) else {
+                bail!("`{open}` without `{close}` in {pattern:?}");
+            };
+            (&rest[..=end], &rest[end + 1..])
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        rest = tail.trim_start();
+        let inner = if token.starts_with(['[', '(', '{']) {
+            &token[1..token.len() - 1]
+        } else {
+            token
+        };
+        let part = match token.chars().next() {
+            Some('{') => match inner {
+                "a" | "b" => Part::Number(inner.into()),
+                "op" => Part::Op,
+                "small" | "big" => Part::Unit(inner.into()),
+                other => bail!("unknown slot {{{other}}} in {pattern:?}"),
+            },
+            Some(c @ ('[' | '(')) => {
+                let any: Vec<String> = inner.split('|').map(|w| w.trim().to_string()).collect();
+                if any.iter().any(|w| w.is_empty()) {
+                    bail!("an empty choice in {token:?}");
+                }
+                Part::Words {
+                    any,
+                    optional: c == '[',
+                }
+            }
+            _ => {
+                if token.contains([']', ')', '}', '|']) {
+                    bail!("a stray bracket or `|` in {token:?}");
+                }
+                Part::Words {
+                    any: vec![token.to_string()],
+                    optional: false,
+                }
+            }
+        };
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        bail!("an empty pattern");
+    }
+    Ok(parts)
+}
+
+/// The transcript's words, with symbols Whisper writes for operators spelled out first.
+fn request_words(transcript: &str) -> Vec<String> {
+    let mut t = String::with_capacity(transcript.len() + 16);
+    let chars: Vec<char> = transcript.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        match c {
+            '+' => t.push_str(" plus "),
+            '×' | '*' => t.push_str(" times "),
+            '÷' | '/' => t.push_str(" divided by "),
+            '−' => t.push_str(" minus "),
+            // A hyphen with a space on either side is a minus ("5 - 3"), not "twenty-five".
+            '-' if chars.get(i + 1) == Some(&' ') || (i > 0 && chars[i - 1] == ' ') => {
+                t.push_str(" minus ")
+            }
+            _ => t.push(c),
+        }
+    }
+    crate::text::words(&t)
+}
+
+fn strip_fillers(words: &[String]) -> &[String] {
+    let mut s = words;
+    while let Some((first, rest)) = s.split_first() {
+        // "can you tell me the time" → "tell me the time"; "could you" likewise.
+        if LEADING.contains(&first.as_str()) {
+            s = rest;
+            if s.first().is_some_and(|w| w == "you") {
+                s = &s[1..];
+            }
+        } else {
+            break;
+        }
+    }
+    while let Some((last, rest)) = s.split_last() {
+        if TRAILING.contains(&last.as_str()) {
+            s = rest;
+        } else if last == "you" && rest.last().is_some_and(|w| w == "thank") {
+            s = &rest[..rest.len() - 1];
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+fn matches(parts: &[Part], words: &[String], slots: &mut BTreeMap<String, String>) -> bool {
+    let Some((part, rest)) = parts.split_first() else {
+        return words.is_empty();
+    };
+    match part {
+        Part::Words { any, optional } => {
+            for choice in any {
+                let n = choice.split(' ').count();
+                if words.len() >= n
+                    && choice.split(' ').zip(words).all(|(c, w)| c == w)
+                    && matches(rest, &words[n..], slots)
+                {
+                    return true;
+                }
+            }
+            *optional && matches(rest, words, slots)
+        }
+        Part::Number(name) => match words.first() {
+            Some(w) if w.parse::<f64>().is_ok_and(f64::is_finite) => {
+                slots.insert(name.clone(), w.clone());
+                matches(rest, &words[1..], slots) || {
+                    slots.remove(name);
+                    false
+                }
+            }
+            _ => false,
+        },
+        Part::Op => {
+            for (spelled, op) in OPS {
+                let n = spelled.split(' ').count();
+                if words.len() >= n
+                    && spelled.split(' ').zip(words).all(|(c, w)| c == w)
+                    && matches(rest, &words[n..], slots)
+                {
+                    slots.insert("op".into(), op.to_string());
+                    return true;
+                }
+            }
+            false
+        }
+        Part::Unit(name) => match words.first().and_then(|w| unit_seconds(w)) {
+            Some(_) => {
+                slots.insert(name.clone(), words[0].clone());
+                matches(rest, &words[1..], slots) || {
+                    slots.remove(name);
+                    false
+                }
+            }
+            None => false,
+        },
+    }
+}
+
+/// Operator spellings and the operator they mean.
+const OPS: [(&str, char); 10] = [
+    ("plus", '+'),
+    ("and", '+'),
+    ("minus", '-'),
+    ("less", '-'),
+    ("times", '*'),
+    ("x", '*'),
+    ("multiplied by", '*'),
+    ("divided by", '/'),
+    ("over", '/'),
+    ("into", '/'),
+];
+
+fn unit_seconds(word: &str) -> Option<u64> {
+    Some(match word.trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 604_800,
+        _ => return None,
+    })
+}
+
+fn unit_name(word: &str) -> &str {
+    word.trim_end_matches('s')
+}
+
+fn respond(
+    intent: Intent,
+    slots: &BTreeMap<String, String>,
+    now: DateTime,
+    last_reply: Option<&str>,
+) -> Option<String> {
+    Some(match intent {
+        Intent::Time => {
+            let (h, m) = (now.hour(), now.minute());
+            let h12 = match h % 12 {
+                0 => 12,
+                x => x,
+            };
+            let half = if h < 12 { "AM" } else { "PM" };
+            format!("It's {h12}:{m:02} {half}.")
+        }
+        Intent::Date => format!(
+            "Today is {}, {} {}, {}.",
+            weekday(now),
+            month(now),
+            now.day(),
+            now.year()
+        ),
+        Intent::Day => format!("Today is {}.", weekday(now)),
+        Intent::Sum => {
+            let a: f64 = slots.get("a")?.parse().ok()?;
+            let b: f64 = slots.get("b")?.parse().ok()?;
+            let op = slots.get("op")?.chars().next()?;
+            let (value, said) = match op {
+                '+' => (a + b, "plus"),
+                '-' => (a - b, "minus"),
+                '*' => (a * b, "times"),
+                _ => {
+                    if b == 0.0 {
+                        return Some("I can't divide by zero.".into());
+                    }
+                    (a / b, "divided by")
+                }
+            };
+            format!("{} {said} {} is {}.", number(a), number(b), number(value))
+        }
+        Intent::Units => {
+            let small = slots.get("small")?;
+            let big = slots.get("big")?;
+            let (s, b) = (unit_seconds(small)?, unit_seconds(big)?);
+            let (sn, bn) = (unit_name(small), unit_name(big));
+            if s >= b {
+                format!("A {sn} is not shorter than a {bn}.")
+            } else {
+                let article = if bn == "hour" { "an" } else { "a" };
+                format!("There are {} {sn}s in {article} {bn}.", b / s)
+            }
+        }
+        Intent::Stop => String::new(),
+        Intent::Repeat => match last_reply {
+            Some(r) if !r.trim().is_empty() => r.to_string(),
+            _ => "I haven't said anything yet.".into(),
+        },
+        Intent::Help => "I can tell you the time, the date and the day of the week, do sums, \
+                         and answer short questions."
+            .into(),
+    })
+}
+
+/// A number as said: whole numbers without a decimal point, others to four places at most.
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        let s = format!("{x:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn weekday(d: DateTime) -> &'static str {
+    use jiff::civil::Weekday::*;
+    match d.weekday() {
+        Monday => "Monday",
+        Tuesday => "Tuesday",
+        Wednesday => "Wednesday",
+        Thursday => "Thursday",
+        Friday => "Friday",
+        Saturday => "Saturday",
+        Sunday => "Sunday",
+    }
+}
+
+fn month(d: DateTime) -> &'static str {
+    const NAMES: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    NAMES[(d.month() as usize).clamp(1, 12) - 1]
+}
+
+#[cfg(test)]
+mod tests;

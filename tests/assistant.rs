@@ -235,6 +235,70 @@ fn the_time_and_a_sum_are_answered_by_skills_not_the_model() {
     assert!(turns[3]["stop"].is_null() && turns[4]["stop"].is_null());
 }
 
+/// A timer set by voice is confirmed, then goes off on the replay's clock five seconds after
+/// the request: the timer earcon and a spoken notice, in a turn of its own, after which the
+/// replay ends (the session waits for a timer due within a minute of the input's end).
+#[test]
+fn a_timer_set_by_voice_goes_off_on_the_replay_clock() {
+    let _one = one_at_a_time();
+    let d = scratch("timer");
+    let input = d.join("timer.wav");
+    recording(
+        &input,
+        &[spoken("Set a timer for five seconds."), silence(0.5)],
+    );
+    let reply = d.join("reply.wav");
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        reply.to_str().unwrap(),
+    ]);
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    let skill = |t: &Value| t["skill"]["intent"].as_str().map(str::to_string);
+    assert_eq!(skill(&turns[0]).as_deref(), Some("timer"), "{}", turns[0]);
+    assert_eq!(turns[0]["skill"]["slots"]["for"], "5", "{}", turns[0]);
+    assert_mentions(
+        "confirmation",
+        field(&turns[0], "reply"),
+        "5 seconds starting now",
+    );
+    assert!(turns[0]["stop"].is_null(), "the model was not asked");
+    assert_eq!(
+        skill(&turns[1]).as_deref(),
+        Some("timer_done"),
+        "{}",
+        turns[1]
+    );
+    assert_mentions("notice", field(&turns[1], "reply"), "timer is done");
+    // Five seconds after the request was heard, on the replay's clock.
+    let after = ms(&turns[1]["opened_s"]) - ms(&turns[0]["opened_s"]);
+    assert!(
+        (5.0..5.6).contains(&after),
+        "went off {after:.2} s after the request"
+    );
+    // The recording holds both replies; the notice's turn counts the timer earcon it opens
+    // with, and a spoken sentence after it.
+    let (samples, info) = wav::read_16k_mono(&reply).unwrap();
+    let spoken: f64 = turns.iter().map(|t| ms(&t["spoken_s"])).sum();
+    assert!(
+        (info.seconds() - spoken).abs() < 0.1,
+        "{} s recorded, {spoken} s spoken",
+        info.seconds()
+    );
+    let earcon = edgevox::tts::earcon::Earcon::Timer.samples(16_000).len() as f64 / 16_000.0;
+    let notice = ms(&turns[1]["spoken_s"]);
+    assert!(
+        notice > earcon + 0.8,
+        "the notice turn played {notice} s, the earcon alone is {earcon} s"
+    );
+    let heard = whisper()
+        .transcribe(&samples, &AsrOptions::default())
+        .unwrap()
+        .text;
+    assert_mentions("the recording", &heard, "timer");
+}
+
 #[test]
 fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let _one = one_at_a_time();

@@ -239,8 +239,14 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         skills: (!args.no_skills).then(Skills::builtin),
         clock: match args.clock {
             Some(start) => Clock::starting_at(start),
-            None => Clock::System,
-        },
+            None => Clock::system(),
+        }
+        // A faster replay runs its timers and time faster too.
+        .with_speed(if args.input.is_some() {
+            args.speed as f64
+        } else {
+            1.0
+        }),
     };
     let reports = if let Some(input) = &args.input {
         let replay = ReplayOptions {

@@ -1,22 +1,38 @@
 //! The conductor: opens a turn for each utterance, hands it to the thinking thread, records
 //! what the threads report into the turn's report, interrupts open turns when the user speaks
-//! over them (barge-in), and lets reports out in turn order.
+//! over them (barge-in), lets reports out in turn order, and sounds the timers and alarms.
+//!
+//! Timers live here, on the session's clock: when one is due and no turn is being answered,
+//! it becomes a turn of its own (the timer earcon and a spoken notice, which barge-in stops
+//! like any reply); while a reply is under way it waits for that reply to end. A failed turn
+//! does not touch them. When the input ends (a replay), the conductor stays for the timers
+//! due within [`TIMER_WAIT_S`], so a replay hears them on its own clock.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use log::{error, info, warn};
 
-use super::events::{Cancel, Ev, Job};
-use super::report::{BargeIn, Timeline, TurnReport};
+use super::events::{Cancel, Ev, Job, ToSpeech};
+use super::report::{BargeIn, TurnReport};
+use super::session::LoopOptions;
 use crate::audio::playback::PlaybackShared;
 use crate::listen::Heard;
 use crate::metrics::{ms, peak_rss_bytes};
+use crate::skills::timers::{self, Timers};
+use crate::skills::{Clock, Intent, SkillAnswer};
+
+/// After the input ends, timers due within this many seconds still go off before the
+/// session ends (later ones are dropped, and the log says so).
+pub const TIMER_WAIT_S: f64 = 60.0;
+
+/// The timers, shared by the thinking thread (which sets them) and the conductor.
+pub type SharedTimers = Arc<Mutex<Timers>>;
 
 /// A turn being answered.
 struct Open {
@@ -39,18 +55,28 @@ pub struct Conductor {
     barge_in: bool,
     busy: Option<Arc<AtomicBool>>,
     budget_bytes: Option<u64>,
+    clock: Clock,
+    timers: SharedTimers,
+    /// Where timer notices go, and those the speaking thread had no room for yet.
+    speech: SyncSender<ToSpeech>,
+    outbox: VecDeque<ToSpeech>,
+    /// When the input ended, in session seconds.
+    ended_s: f64,
 }
 
 impl Conductor {
     /// A conductor with no turns yet; `cancel` is shared with the thinking and speaking
-    /// threads, `playback` is the speaker's state (dropped on a barge-in), `busy` is set while
-    /// a turn is open, and a turn whose peak RSS passes `budget_bytes` is flagged.
+    /// threads, `playback` is the speaker's state (dropped on a barge-in), `speech` the
+    /// speaking thread's queue (for timer notices), `clock` the session's and `timers` those
+    /// the thinking thread sets. From `opts`: barge-in, `busy` (set while a turn is open or a
+    /// timer is due soon) and the budget a turn's peak RSS is checked against.
     pub fn new(
         cancel: Cancel,
         playback: Option<Arc<PlaybackShared>>,
-        barge_in: bool,
-        busy: Option<Arc<AtomicBool>>,
-        budget_bytes: Option<u64>,
+        speech: SyncSender<ToSpeech>,
+        clock: Clock,
+        timers: SharedTimers,
+        opts: &LoopOptions,
     ) -> Conductor {
         Conductor {
             open: BTreeMap::new(),
@@ -60,9 +86,79 @@ impl Conductor {
             ended: false,
             cancel,
             playback,
-            barge_in,
-            busy,
-            budget_bytes,
+            barge_in: opts.barge_in,
+            busy: opts.busy.clone(),
+            budget_bytes: opts.budget_bytes,
+            clock,
+            timers,
+            speech,
+            outbox: VecDeque::new(),
+            ended_s: 0.0,
+        }
+    }
+
+    fn timers(&self) -> std::sync::MutexGuard<'_, Timers> {
+        // A thread that panicked holding the lock left the timers as they were: keep them.
+        self.timers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next timer the session still waits for, in session seconds.
+    fn next_timer(&self) -> Option<f64> {
+        let due = self.timers().next_due()?;
+        (!self.ended || due <= self.ended_s + TIMER_WAIT_S).then_some(due)
+    }
+
+    /// Timers that are due become turns, unless a reply is under way.
+    fn sound_timers(&mut self) {
+        if !self.open.is_empty() {
+            return;
+        }
+        let now_s = self.clock.secs();
+        let due = self.timers().take_due(now_s);
+        for t in due {
+            let turn = self.next_turn;
+            self.next_turn += 1;
+            let text = timers::done_notice(&t);
+            info!(
+                "turn {turn}: {} went off ({:.1} s late)",
+                t.label,
+                (now_s - t.due_s).max(0.0)
+            );
+            let mut report = TurnReport::new(turn, now_s);
+            report.reply = text.clone();
+            report.skill = Some(SkillAnswer {
+                intent: Intent::TimerDone,
+                slots: BTreeMap::from([
+                    ("label".to_string(), t.label.clone()),
+                    ("set_s".to_string(), format!("{:.2}", t.set_s)),
+                    ("due_s".to_string(), format!("{:.2}", t.due_s)),
+                ]),
+                answer: text.clone(),
+            });
+            self.open.insert(
+                turn,
+                Open {
+                    report,
+                    t0: Instant::now(),
+                    replied: true,
+                    spoken: false,
+                    detected: None,
+                },
+            );
+            self.outbox.push_back(ToSpeech::Notice { turn, text });
+        }
+    }
+
+    /// How long the loop may wait for an event before a timer or the outbox needs it.
+    fn wait(&self) -> Option<Duration> {
+        let timer = self
+            .next_timer()
+            .filter(|_| self.open.is_empty())
+            .map(|due| self.clock.until(due));
+        let outbox = (!self.outbox.is_empty()).then_some(Duration::from_millis(10));
+        match (timer, outbox) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -88,16 +184,53 @@ impl Conductor {
         on_turn: &mut impl FnMut(&TurnReport),
     ) -> Result<()> {
         loop {
-            if self.ended && self.open.is_empty() {
+            if self.ended
+                && self.open.is_empty()
+                && self.outbox.is_empty()
+                && self.next_timer().is_none()
+            {
+                for t in self.timers().running() {
+                    warn!(
+                        "the input ended; {} (due in {:.0} s) is dropped",
+                        t.label,
+                        t.due_s - self.clock.secs()
+                    );
+                }
                 return Ok(());
             }
             if max_turns.is_some_and(|m| self.reports.len() >= m) {
                 return Ok(());
             }
-            let ev = events
-                .recv()
-                .map_err(|_| anyhow!("the assistant's threads stopped"))?;
-            self.handle(ev, origin)?;
+            let ev = match self.wait() {
+                None => Some(
+                    events
+                        .recv()
+                        .map_err(|_| anyhow!("the assistant's threads stopped"))?,
+                ),
+                Some(d) => match events.recv_timeout(d) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(anyhow!("the assistant's threads stopped"));
+                    }
+                },
+            };
+            if let Some(ev) = ev {
+                self.handle(ev, origin)?;
+            }
+            self.sound_timers();
+            while let Some(msg) = self.outbox.pop_front() {
+                match self.speech.try_send(msg) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(msg)) => {
+                        self.outbox.push_front(msg);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        return Err(anyhow!("the speaking thread stopped"));
+                    }
+                }
+            }
             while let Some(job) = self.waiting.pop_front() {
                 match jobs.try_send(job) {
                     Ok(()) => {}
@@ -136,7 +269,10 @@ impl Conductor {
                 self.reports.push(o.report);
             }
             if let Some(b) = &self.busy {
-                b.store(!self.open.is_empty(), Ordering::Release);
+                let soon = self
+                    .next_timer()
+                    .is_some_and(|due| due <= self.clock.secs() + TIMER_WAIT_S);
+                b.store(!self.open.is_empty() || soon, Ordering::Release);
             }
         }
     }
@@ -153,25 +289,14 @@ impl Conductor {
                             "turn {turn}: heard {:.2}-{:.2} s ({} ms of speech)",
                             u.start_s, u.end_s, u.speech_ms
                         );
+                        let heard_s = self.clock.secs();
+                        let mut report = TurnReport::new(turn, heard_s);
+                        report.speech_start_s = u.start_s;
+                        report.speech_end_s = u.end_s;
                         self.open.insert(
                             turn,
                             Open {
-                                report: TurnReport {
-                                    turn,
-                                    speech_start_s: u.start_s,
-                                    speech_end_s: u.end_s,
-                                    transcript: String::new(),
-                                    reply: String::new(),
-                                    stop: None,
-                                    spoken_s: 0.0,
-                                    timeline: Timeline::default(),
-                                    barge_in: None,
-                                    peak_rss_bytes: None,
-                                    over_budget: false,
-                                    error: None,
-                                    notice: None,
-                                    skill: None,
-                                },
+                                report,
                                 t0: Instant::now(),
                                 replied: false,
                                 spoken: false,
@@ -181,6 +306,7 @@ impl Conductor {
                         self.waiting.push_back(Job {
                             turn,
                             samples: u.samples,
+                            heard_s,
                         });
                     }
                     Heard::End {
@@ -193,6 +319,7 @@ impl Conductor {
                             samples as f64 / 16_000.0
                         );
                         self.ended = true;
+                        self.ended_s = self.clock.secs();
                     }
                 }
             }
@@ -301,5 +428,163 @@ impl Conductor {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The conductor driven by scripted events on a fast clock (100 session seconds a real
+    //! one), with the test playing the thinking and speaking threads.
+    use std::sync::mpsc::{self, Receiver, SyncSender};
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::vad::endpoint::{EndReason, Utterance};
+
+    const SPEED: f64 = 100.0;
+
+    struct Rig {
+        events: SyncSender<Ev>,
+        jobs: Receiver<Job>,
+        speech: Receiver<ToSpeech>,
+        timers: SharedTimers,
+        clock: Clock,
+        run: JoinHandle<Result<Vec<TurnReport>>>,
+    }
+
+    fn rig() -> Rig {
+        let (ev_tx, events) = mpsc::sync_channel::<Ev>(64);
+        let (job_tx, jobs) = mpsc::sync_channel::<Job>(2);
+        let (speech_tx, speech) = mpsc::sync_channel::<ToSpeech>(16);
+        let timers = SharedTimers::default();
+        let clock = Clock::system().with_speed(SPEED);
+        let opts = LoopOptions::default();
+        let mut c = Conductor::new(
+            Cancel::default(),
+            None,
+            speech_tx,
+            clock.clone(),
+            timers.clone(),
+            &opts,
+        );
+        let run = std::thread::spawn(move || {
+            c.run(&events, &job_tx, Path::new("script"), None, &mut |_| {})?;
+            Ok(c.into_reports())
+        });
+        Rig {
+            events: ev_tx,
+            jobs,
+            speech,
+            timers,
+            clock,
+            run,
+        }
+    }
+
+    fn heard(h: Heard) -> Ev {
+        Ev::Heard(Ok(h))
+    }
+
+    fn end() -> Ev {
+        heard(Heard::End {
+            samples: 16_000,
+            vad_time: Duration::ZERO,
+            echo_gated: 0,
+        })
+    }
+
+    fn utterance() -> Ev {
+        heard(Heard::Utterance(Utterance {
+            samples: vec![0.0; 1600],
+            start_s: 0.0,
+            end_s: 0.1,
+            speech_ms: 100,
+            reason: EndReason::Silence,
+        }))
+    }
+
+    fn spoken(turn: usize) -> Ev {
+        Ev::Spoken {
+            turn,
+            at: Instant::now(),
+            played_s: 1.0,
+        }
+    }
+
+    fn replied(turn: usize) -> Ev {
+        Ev::Replied {
+            turn,
+            text: "Paris.".into(),
+            stop: None,
+            error: None,
+            notice: None,
+            skill: None,
+            at: Instant::now(),
+        }
+    }
+
+    fn notice(rx: &Receiver<ToSpeech>, within: Duration) -> Option<(usize, String)> {
+        match rx.recv_timeout(within) {
+            Ok(ToSpeech::Notice { turn, text }) => Some((turn, text)),
+            Ok(_) => panic!("the conductor sent speech other than a notice"),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_timer_goes_off_on_the_session_clock_and_the_session_waits_for_it() {
+        let r = rig();
+        let set_s = r.clock.secs();
+        r.timers.lock().unwrap().set(None, 5.0, set_s);
+        r.events.send(end()).unwrap();
+        let (turn, text) = notice(&r.speech, Duration::from_secs(5)).expect("a notice");
+        assert_eq!(text, "The 5 second timer is done.");
+        let late = r.clock.secs() - (set_s + 5.0);
+        assert!((0.0..2.0).contains(&late), "went off {late} s late");
+        r.events.send(spoken(turn)).unwrap();
+        let reports = r.run.join().unwrap().unwrap();
+        assert_eq!(reports.len(), 1);
+        let skill = reports[0].skill.as_ref().unwrap();
+        assert_eq!(skill.intent, Intent::TimerDone);
+        assert!(reports[0].opened_s >= set_s + 5.0, "{:?}", reports[0]);
+        assert_eq!(reports[0].reply, text);
+    }
+
+    #[test]
+    fn a_due_timer_waits_for_the_reply_under_way_then_has_its_own_turn() {
+        let r = rig();
+        r.events.send(utterance()).unwrap();
+        let job = r.jobs.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(job.turn, 1);
+        // Due at once, but turn 1 is being answered.
+        r.timers
+            .lock()
+            .unwrap()
+            .set(Some("tea"), 1.0, job.heard_s - 1.0);
+        assert_eq!(notice(&r.speech, Duration::from_millis(200)), None);
+        r.events.send(replied(1)).unwrap();
+        assert_eq!(notice(&r.speech, Duration::from_millis(200)), None);
+        r.events.send(spoken(1)).unwrap();
+        let (turn, text) = notice(&r.speech, Duration::from_secs(5)).expect("a notice");
+        assert_eq!((turn, text.as_str()), (2, "The tea timer is done."));
+        r.events.send(spoken(2)).unwrap();
+        r.events.send(end()).unwrap();
+        let reports = r.run.join().unwrap().unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0].reply, "Paris.");
+        assert_eq!(reports[1].skill.as_ref().unwrap().intent, Intent::TimerDone);
+    }
+
+    #[test]
+    fn timers_past_the_wait_are_dropped_when_the_input_ends() {
+        let r = rig();
+        let now = r.clock.secs();
+        r.timers.lock().unwrap().set(None, 3600.0, now);
+        let started = Instant::now();
+        r.events.send(end()).unwrap();
+        let reports = r.run.join().unwrap().unwrap();
+        assert!(reports.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(notice(&r.speech, Duration::ZERO).is_none());
     }
 }

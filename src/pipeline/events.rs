@@ -16,13 +16,26 @@ use crate::tts::earcon::Earcon;
 pub struct Job {
     pub turn: usize,
     pub samples: Vec<f32>,
+    /// When the utterance was complete, in session seconds (a timer it sets counts from here).
+    pub heard_s: f64,
 }
 
 /// Work for the speaking thread.
 pub enum ToSpeech {
     Earcon(Earcon),
-    Chunk { turn: usize, text: String },
-    EndTurn { turn: usize },
+    Chunk {
+        turn: usize,
+        text: String,
+    },
+    EndTurn {
+        turn: usize,
+    },
+    /// A whole turn of the conductor's own: the timer earcon (played even with earcons off),
+    /// then `text`, then the turn's end.
+    Notice {
+        turn: usize,
+        text: String,
+    },
 }
 
 /// What the threads tell the conductor.

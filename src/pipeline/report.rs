@@ -34,6 +34,9 @@ pub struct BargeIn {
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnReport {
     pub turn: usize,
+    /// When the turn opened, in session seconds: the utterance was complete, or a timer went
+    /// off (on a replay, seconds of the replay's clock).
+    pub opened_s: f64,
     /// Where the utterance was in the input, in seconds.
     pub speech_start_s: f64,
     pub speech_end_s: f64,
@@ -53,6 +56,30 @@ pub struct TurnReport {
     pub error: Option<String>,
     /// What the user was told about it.
     pub notice: Option<String>,
-    /// The skill that answered, with its intent and slots (the model was not asked).
+    /// The skill that answered, with its intent and slots (the model was not asked); a
+    /// timer's own turn has the intent `timer_done`.
     pub skill: Option<SkillAnswer>,
+}
+
+impl TurnReport {
+    /// A turn with nothing in it yet.
+    pub fn new(turn: usize, opened_s: f64) -> TurnReport {
+        TurnReport {
+            turn,
+            opened_s,
+            speech_start_s: 0.0,
+            speech_end_s: 0.0,
+            transcript: String::new(),
+            reply: String::new(),
+            stop: None,
+            spoken_s: 0.0,
+            timeline: Timeline::default(),
+            barge_in: None,
+            peak_rss_bytes: None,
+            over_budget: false,
+            error: None,
+            notice: None,
+            skill: None,
+        }
+    }
 }

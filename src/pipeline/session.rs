@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use log::{info, warn};
 
-use super::conductor::Conductor;
+use super::conductor::{Conductor, SharedTimers};
 use super::events::{Cancel, Ev, Job, ToSpeech};
 use super::report::TurnReport;
 use super::speak::{Output, speak};
@@ -50,7 +50,8 @@ pub struct LoopOptions {
     /// What is answered without the model (time, date, sums; [`Skills`]); `None`: the model
     /// answers everything.
     pub skills: Option<Skills>,
-    /// Where the skills read the time.
+    /// Where the skills read the time; the session restarts its seconds when it starts
+    /// listening (timers run on them).
     pub clock: Clock,
 }
 
@@ -63,7 +64,7 @@ impl Default for LoopOptions {
             busy: None,
             budget_bytes: None,
             skills: Some(Skills::builtin()),
-            clock: Clock::System,
+            clock: Clock::system(),
         }
     }
 }
@@ -179,10 +180,13 @@ pub fn converse(
     let (job_tx, jobs) = mpsc::sync_channel::<Job>(2);
     let (speech_tx, speech_rx) = mpsc::sync_channel::<ToSpeech>(16);
     let Brain { whisper, asr, chat } = brain;
-    let (skills, clock) = (opts.skills.clone(), opts.clock.clone());
+    let skills = opts.skills.clone();
+    let clock = opts.clock.restarted();
+    let timers = SharedTimers::default();
 
     std::thread::scope(|scope| -> Result<Vec<TurnReport>> {
         let (c, tx, to_speech) = (cancel.clone(), ev_tx.clone(), speech_tx.clone());
+        let (think_clock, think_timers) = (clock.clone(), timers.clone());
         std::thread::Builder::new()
             .name("edgevox-think".into())
             .spawn_scoped(scope, move || {
@@ -192,7 +196,8 @@ pub fn converse(
                     &asr,
                     chat,
                     skills.as_ref(),
-                    &clock,
+                    &think_clock,
+                    &think_timers,
                     &c,
                     &to_speech,
                     &tx,
@@ -210,13 +215,8 @@ pub fn converse(
         if opts.earcons {
             let _ = speech_tx.try_send(ToSpeech::Earcon(Earcon::Listening));
         }
-        let mut conductor = Conductor::new(
-            cancel,
-            playback,
-            opts.barge_in,
-            opts.busy.clone(),
-            opts.budget_bytes,
-        );
+        let mut conductor =
+            Conductor::new(cancel, playback, speech_tx.clone(), clock, timers, opts);
         let result = conductor.run(&events, &job_tx, origin, opts.max_turns, &mut on_turn);
         // Closing the job queue ends the thinking thread, which ends the speaking thread.
         drop(job_tx);

@@ -50,13 +50,15 @@ pub fn speak(
                     mouth.chunk(turn, &text, cancel, events);
                 }
             }
-            ToSpeech::EndTurn { turn } => {
-                let played_s = mouth.end_turn(turn, cancel, events);
-                let _ = events.send(Ev::Spoken {
-                    turn,
-                    at: Instant::now(),
-                    played_s,
-                });
+            ToSpeech::EndTurn { turn } => mouth.finish(turn, cancel, events),
+            // A timer's turn: the alarm earcon, then its sentence; the turn's played seconds
+            // count both (the earcon is queued before the first chunk is).
+            ToSpeech::Notice { turn, text } => {
+                if !cancel.is(turn) {
+                    mouth.alarm();
+                    mouth.chunk(turn, &text, cancel, events);
+                }
+                mouth.finish(turn, cancel, events);
             }
         }
     }
@@ -72,15 +74,34 @@ struct Mouth {
 
 impl Mouth {
     fn earcon(&mut self, e: Earcon) {
-        if let Output::Speaker { player, .. } = &mut self.output
-            && self.earcons
-        {
+        if self.earcons {
+            self.tone(e);
+        }
+    }
+
+    /// The timer earcon: it plays whether or not earcons are on, since it is the alarm.
+    fn alarm(&mut self) {
+        self.tone(Earcon::Timer);
+    }
+
+    fn tone(&mut self, e: Earcon) {
+        if let Output::Speaker { player, .. } = &mut self.output {
             let epoch = player.shared().epoch();
             let rate = player.rate();
             if let Err(err) = player.play(&e.samples(rate), rate, epoch) {
                 self.fall_back(err);
             }
         }
+    }
+
+    /// The turn's audio has played (or was dropped): the conductor hears so.
+    fn finish(&mut self, turn: usize, cancel: &Cancel, events: &SyncSender<Ev>) {
+        let played_s = self.end_turn(turn, cancel, events);
+        let _ = events.send(Ev::Spoken {
+            turn,
+            at: Instant::now(),
+            played_s,
+        });
     }
 
     fn chunk(&mut self, turn: usize, text: &str, cancel: &Cancel, events: &SyncSender<Ev>) {

@@ -6,17 +6,18 @@ use std::time::Instant;
 
 use log::{error, info, warn};
 
+use super::conductor::SharedTimers;
 use super::events::{Cancel, Ev, Job, ToSpeech};
 use super::{NOTICE_FAILED, NOTICE_NOT_UNDERSTOOD};
 use crate::asr::{AsrOptions, Recognizer};
 use crate::llm::Chat;
-use crate::skills::{Clock, Skills};
+use crate::skills::{Ask, Clock, Skills};
 use crate::tts::chunk::Chunker;
 use crate::tts::earcon::Earcon;
 
 /// The thinking thread: transcribes each utterance and streams the reply, chunked, to the
-/// speaking thread: a skill's answer when one of `skills` matches (read at `clock`'s time),
-/// else the model's.
+/// speaking thread: a skill's answer when one of `skills` matches (read at `clock`'s time;
+/// timers set in `timers`), else the model's.
 #[allow(clippy::too_many_arguments)]
 pub fn think(
     jobs: Receiver<Job>,
@@ -25,13 +26,19 @@ pub fn think(
     chat: &mut Chat,
     skills: Option<&Skills>,
     clock: &Clock,
+    timers: &SharedTimers,
     cancel: &Cancel,
     to_speech: &SyncSender<ToSpeech>,
     events: &SyncSender<Ev>,
 ) {
     // What was said last, for "repeat that".
     let mut last_reply: Option<String> = None;
-    for Job { turn, samples } in jobs {
+    for Job {
+        turn,
+        samples,
+        heard_s,
+    } in jobs
+    {
         let (text, error) = match whisper.transcribe(&samples, asr) {
             Ok(t) => (t.text, None),
             Err(e) => (String::new(), Some(format!("{e:#}"))),
@@ -71,9 +78,18 @@ pub fn think(
                 skill: None,
                 at: Instant::now(),
             };
-        } else if let Some(answer) =
-            skills.and_then(|s| s.answer(&text, clock.now(), last_reply.as_deref()))
-        {
+        } else if let Some(answer) = skills.and_then(|s| {
+            let mut timers = timers.lock().unwrap_or_else(|e| e.into_inner());
+            s.answer(
+                &text,
+                &mut Ask {
+                    now: clock.now(),
+                    at_s: heard_s,
+                    last_reply: last_reply.as_deref(),
+                    timers: &mut timers,
+                },
+            )
+        }) {
             info!(
                 "turn {turn}: the {:?} skill answers: {:?}",
                 answer.intent, answer.answer

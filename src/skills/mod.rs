@@ -1,5 +1,6 @@
 //! Skills: what a 135M-parameter model cannot know or must not guess — the time, the date,
-//! the day, sums and units of time — answered by code, before the language model is asked.
+//! the day, sums, units of time, timers and alarms — answered by code, before the language
+//! model is asked.
 //!
 //! The phrasings are data (`phrases.txt`, one `intent: pattern` per line, checked when the
 //! skills are built; [`Skills::parse`] takes a board's own file the same way). A transcript
@@ -7,8 +8,11 @@
 //! fillers ("hey", "okay", "please", "thanks") around it ignored, so "What time is it?" and
 //! "what time is it" meet, and "what is the time zone of Japan" falls through to the model.
 
+pub mod spoken;
+pub mod timers;
+
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use jiff::civil::DateTime;
@@ -31,7 +35,25 @@ pub enum Intent {
     Stop,
     /// "Repeat that": the last reply again.
     Repeat,
+    /// "Set a timer for 5 minutes" (slots: `for`, optional `name`).
+    Timer,
+    /// "How much time is left" (optional `name`).
+    TimerLeft,
+    /// "Cancel the timer" (optional `name`; `all` for every one).
+    TimerCancel,
+    /// "What timers are set".
+    TimerList,
+    /// "Set an alarm for 7 30 am" (slot `at`).
+    Alarm,
+    /// "Cancel the alarm" (`all` for every one).
+    AlarmCancel,
+    /// A timer or alarm went off (the conductor's turn, not something the user said).
+    TimerDone,
 }
+
+/// The intents a phrases file may name.
+const INTENT_NAMES: &str = "time, date, day, sum, units, help, stop, repeat, timer, timer_left, \
+                            timer_cancel, timer_list, alarm, alarm_cancel";
 
 impl Intent {
     fn from_name(s: &str) -> Option<Intent> {
@@ -44,6 +66,12 @@ impl Intent {
             "help" => Intent::Help,
             "stop" => Intent::Stop,
             "repeat" => Intent::Repeat,
+            "timer" => Intent::Timer,
+            "timer_left" => Intent::TimerLeft,
+            "timer_cancel" => Intent::TimerCancel,
+            "timer_list" => Intent::TimerList,
+            "alarm" => Intent::Alarm,
+            "alarm_cancel" => Intent::AlarmCancel,
             _ => return None,
         })
     }
@@ -57,32 +85,93 @@ pub struct SkillAnswer {
     pub answer: String,
 }
 
-/// Where "now" comes from: the system's local time, or a given start time advanced by the
-/// time since (a replay's clock, so a test knows what "what time is it" must answer).
+/// The session's clock: seconds since the session began ([`Clock::secs`], what timers run
+/// on), and the local time ([`Clock::now`]): the system's, or a given start time advanced by
+/// the session's seconds (a replay's clock, so a test knows what "what time is it" must
+/// answer). A replay played `speed` times faster runs its clock that much faster too.
 #[derive(Debug, Clone)]
-pub enum Clock {
-    System,
-    From { start: DateTime, at: Instant },
+pub struct Clock {
+    origin: Instant,
+    speed: f64,
+    wall: Option<DateTime>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
 }
 
 impl Clock {
-    /// A clock that reads `start` now and runs from here.
-    pub fn starting_at(start: DateTime) -> Clock {
-        Clock::From {
-            start,
-            at: Instant::now(),
+    /// The system's local time; seconds from now.
+    pub fn system() -> Clock {
+        Clock {
+            origin: Instant::now(),
+            speed: 1.0,
+            wall: None,
         }
     }
 
+    /// A clock that reads `start` now and runs from here.
+    pub fn starting_at(start: DateTime) -> Clock {
+        Clock {
+            wall: Some(start),
+            ..Clock::system()
+        }
+    }
+
+    /// The same clock running `speed` times faster than real time (a fast replay).
+    pub fn with_speed(self, speed: f64) -> Clock {
+        Clock {
+            speed: if speed > 0.0 && speed.is_finite() {
+                speed
+            } else {
+                1.0
+            },
+            ..self
+        }
+    }
+
+    /// The same clock, its seconds (and a given start time) counted from now: a session
+    /// starts its clock when it starts listening.
+    pub fn restarted(&self) -> Clock {
+        Clock {
+            origin: Instant::now(),
+            ..self.clone()
+        }
+    }
+
+    /// Seconds since the clock started, on its own time.
+    pub fn secs(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64() * self.speed
+    }
+
+    /// Real time from now until the clock reads `secs` (zero once it has).
+    pub fn until(&self, secs: f64) -> Duration {
+        Duration::from_secs_f64(((secs - self.secs()) / self.speed).clamp(0.0, 86_400.0 * 365.0))
+    }
+
     pub fn now(&self) -> DateTime {
-        match self {
-            Clock::System => jiff::Zoned::now().datetime(),
-            Clock::From { start, at } => {
-                let since = jiff::SignedDuration::try_from(at.elapsed()).unwrap_or_default();
-                start.checked_add(since).unwrap_or(*start)
+        match self.wall {
+            None => jiff::Zoned::now().datetime(),
+            Some(start) => {
+                let since =
+                    jiff::SignedDuration::try_from_secs_f64(self.secs()).unwrap_or_default();
+                start.checked_add(since).unwrap_or(start)
             }
         }
     }
+}
+
+/// What a skill reads and changes while it answers.
+pub struct Ask<'a> {
+    /// The local time.
+    pub now: DateTime,
+    /// When the request was heard, in session seconds (timers count from then).
+    pub at_s: f64,
+    /// What was said last, for "repeat that".
+    pub last_reply: Option<&'a str>,
+    pub timers: &'a mut timers::Timers,
 }
 
 /// One element of a pattern.
@@ -96,6 +185,14 @@ enum Part {
     Op,
     /// A unit of time, into the named slot.
     Unit(String),
+    /// A length of time ("5 minutes", "an hour and a half"), in seconds into `for`.
+    Duration,
+    /// A clock time ("7 30 am", "half past 6"), into `at`.
+    ClockTime,
+    /// A timer's name, one to three words, into `name`.
+    Name,
+    /// "all", "every" or "both": the request is for every timer (slot `all`).
+    All,
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +235,7 @@ impl Skills {
             };
             let Some(intent) = Intent::from_name(name.trim()) else {
                 bail!(
-                    "{}: unknown intent {:?} (time, date, day, sum, units, help, stop, repeat)",
+                    "{}: unknown intent {:?} ({INTENT_NAMES})",
                     at(),
                     name.trim()
                 );
@@ -147,6 +244,7 @@ impl Skills {
             let needs: &[&str] = match intent {
                 Intent::Sum => &["{a}", "{op}", "{b}"],
                 Intent::Units => &["{small}", "{big}"],
+                Intent::Alarm => &["{at}"],
                 _ => &[],
             };
             for n in needs {
@@ -162,15 +260,10 @@ impl Skills {
         Ok(Skills { patterns })
     }
 
-    /// The skill `transcript` asks for, answered at `now` (`last_reply`: what was said last,
-    /// for "repeat that"); `None` when it asks for something else (the model answers it). A
-    /// [`Intent::Stop`] answer is empty: nothing is said.
-    pub fn answer(
-        &self,
-        transcript: &str,
-        now: DateTime,
-        last_reply: Option<&str>,
-    ) -> Option<SkillAnswer> {
+    /// The skill `transcript` asks for, answered with what `ask` holds (timers it sets or
+    /// cancels change there); `None` when it asks for something else (the model answers it).
+    /// A [`Intent::Stop`] answer is empty: nothing is said.
+    pub fn answer(&self, transcript: &str, ask: &mut Ask<'_>) -> Option<SkillAnswer> {
         let words = request_words(transcript);
         let core = strip_fillers(&words);
         if core.is_empty() {
@@ -178,8 +271,14 @@ impl Skills {
         }
         for p in &self.patterns {
             let mut slots = BTreeMap::new();
+            // "Cancel the timers" is all of them.
+            if matches!(p.intent, Intent::TimerCancel | Intent::AlarmCancel)
+                && core.last().is_some_and(|w| w == "timers" || w == "alarms")
+            {
+                slots.insert("all".into(), "all".into());
+            }
             if matches(&p.parts, core, &mut slots)
-                && let Some(answer) = respond(p.intent, &slots, now, last_reply)
+                && let Some(answer) = respond(p.intent, &slots, ask)
             {
                 return Some(SkillAnswer {
                     intent: p.intent,
@@ -222,6 +321,10 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Part>> {
                 "a" | "b" => Part::Number(inner.into()),
                 "op" => Part::Op,
                 "small" | "big" => Part::Unit(inner.into()),
+                "for" => Part::Duration,
+                "at" => Part::ClockTime,
+                "name" => Part::Name,
+                "all" => Part::All,
                 other => bail!("unknown slot {{{other}}} in {pattern:?}"),
             },
             Some(c @ ('[' | '(')) => {
@@ -337,6 +440,25 @@ fn matches(parts: &[Part], words: &[String], slots: &mut BTreeMap<String, String
             }
             false
         }
+        Part::Duration => span(1, 8, words, rest, slots, "for", |ws| {
+            spoken::duration(ws).map(number)
+        }),
+        Part::ClockTime => span(1, 8, words, rest, slots, "at", |ws| {
+            spoken::clock_time(ws).map(|_| ws.join(" "))
+        }),
+        Part::Name => span(1, 3, words, rest, slots, "name", |ws| {
+            let plain = ws.iter().all(|w| {
+                !NOT_NAMES.contains(&w.as_str()) && !w.starts_with(|c: char| c.is_ascii_digit())
+            });
+            plain.then(|| ws.join(" "))
+        }),
+        Part::All => match words.first().map(String::as_str) {
+            Some("all" | "every" | "both") if matches(rest, &words[1..], slots) => {
+                slots.insert("all".into(), "all".into());
+                true
+            }
+            _ => false,
+        },
         Part::Unit(name) => match words.first().and_then(|w| unit_seconds(w)) {
             Some(_) => {
                 slots.insert(name.clone(), words[0].clone());
@@ -348,6 +470,34 @@ fn matches(parts: &[Part], words: &[String], slots: &mut BTreeMap<String, String
             None => false,
         },
     }
+}
+
+/// Words a timer's name does not take ("set a timer for ..." has no name "timer for").
+const NOT_NAMES: [&str; 13] = [
+    "a", "an", "the", "my", "timer", "timers", "alarm", "for", "called", "named", "on", "and",
+    "all",
+];
+
+/// Matches `first..=last` words at the front of `words` (shortest first) that `read` turns
+/// into a slot value, with `rest` matching what follows.
+fn span(
+    first: usize,
+    last: usize,
+    words: &[String],
+    rest: &[Part],
+    slots: &mut BTreeMap<String, String>,
+    slot: &str,
+    read: impl Fn(&[String]) -> Option<String>,
+) -> bool {
+    for n in first..=last.min(words.len()) {
+        if let Some(value) = read(&words[..n])
+            && matches(rest, &words[n..], slots)
+        {
+            slots.insert(slot.into(), value);
+            return true;
+        }
+    }
+    false
 }
 
 /// Operator spellings and the operator they mean.
@@ -379,12 +529,11 @@ fn unit_name(word: &str) -> &str {
     word.trim_end_matches('s')
 }
 
-fn respond(
-    intent: Intent,
-    slots: &BTreeMap<String, String>,
-    now: DateTime,
-    last_reply: Option<&str>,
-) -> Option<String> {
+fn respond(intent: Intent, slots: &BTreeMap<String, String>, ask: &mut Ask<'_>) -> Option<String> {
+    use timers::Kind;
+    let now = ask.now;
+    let name = slots.get("name").map(String::as_str);
+    let all = slots.contains_key("all");
     Some(match intent {
         Intent::Time => {
             let (h, m) = (now.hour(), now.minute());
@@ -433,12 +582,27 @@ fn respond(
             }
         }
         Intent::Stop => String::new(),
-        Intent::Repeat => match last_reply {
+        Intent::Timer => match slots.get("for") {
+            Some(secs) => ask.timers.set(name, secs.parse().ok()?, ask.at_s),
+            None => "For how long? Say, for example: set a timer for 5 minutes.".into(),
+        },
+        Intent::TimerLeft => ask.timers.left(name, ask.at_s),
+        Intent::TimerCancel => ask.timers.cancel(name, Kind::Timer, all),
+        Intent::TimerList => ask.timers.list(ask.at_s),
+        Intent::Alarm => {
+            let said = spoken::clock_time(&crate::text::words(slots.get("at")?))?;
+            let (in_s, label) = spoken::next_occurrence(now, said)?;
+            ask.timers.alarm(&label, in_s, ask.at_s)
+        }
+        Intent::AlarmCancel => ask.timers.cancel(None, Kind::Alarm, all),
+        // Not something a user says: the conductor words it.
+        Intent::TimerDone => return None,
+        Intent::Repeat => match ask.last_reply {
             Some(r) if !r.trim().is_empty() => r.to_string(),
             _ => "I haven't said anything yet.".into(),
         },
-        Intent::Help => "I can tell you the time, the date and the day of the week, do sums, \
-                         and answer short questions."
+        Intent::Help => "I can tell you the time, the date and the day of the week, set \
+                         timers and alarms, do sums, and answer short questions."
             .into(),
     })
 }

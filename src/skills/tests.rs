@@ -1,5 +1,26 @@
+use super::timers::Timers;
 use super::*;
 use crate::text::normalize;
+
+/// Asking with no timers running, at session second 0.
+trait AnswerAt {
+    fn answer_at(&self, heard: &str, now: DateTime, last: Option<&str>) -> Option<SkillAnswer>;
+}
+
+impl AnswerAt for Skills {
+    fn answer_at(&self, heard: &str, now: DateTime, last: Option<&str>) -> Option<SkillAnswer> {
+        let mut timers = Timers::new();
+        self.answer(
+            heard,
+            &mut Ask {
+                now,
+                at_s: 0.0,
+                last_reply: last,
+                timers: &mut timers,
+            },
+        )
+    }
+}
 
 /// Saturday 5 December 2026, 21:07.
 fn now() -> DateTime {
@@ -140,7 +161,93 @@ const TABLE: &[(&str, Option<Intent>, &str)] = &[
         Some(Intent::Repeat),
         "paris",
     ),
+    (
+        "Set a timer for five minutes.",
+        Some(Intent::Timer),
+        "5 minutes",
+    ),
+    (
+        "Set a timer for 10 minutes.",
+        Some(Intent::Timer),
+        "10 minutes",
+    ),
+    ("Set a 5-minute timer.", Some(Intent::Timer), "5 minutes"),
+    (
+        "Start a timer for an hour and a half.",
+        Some(Intent::Timer),
+        "1 hour and 30 minutes",
+    ),
+    (
+        "Timer for 90 seconds.",
+        Some(Intent::Timer),
+        "1 minute and 30 seconds",
+    ),
+    (
+        "Set a pasta timer for eleven minutes.",
+        Some(Intent::Timer),
+        "pasta 11 minutes",
+    ),
+    (
+        "Set a timer for 3 minutes called eggs.",
+        Some(Intent::Timer),
+        "eggs 3 minutes",
+    ),
+    (
+        "Remind me in twenty-five minutes.",
+        Some(Intent::Timer),
+        "25 minutes",
+    ),
+    (
+        "Hey, set a timer for two and a half minutes, please.",
+        Some(Intent::Timer),
+        "2 minutes and 30 seconds",
+    ),
+    ("Set a timer.", Some(Intent::Timer), "how long"),
+    (
+        "Set a timer for zero seconds.",
+        Some(Intent::Timer),
+        "at least one second",
+    ),
+    (
+        "Set a timer for ten years.",
+        Some(Intent::Timer),
+        "24 hours",
+    ),
+    (
+        "How much time is left?",
+        Some(Intent::TimerLeft),
+        "no timer",
+    ),
+    (
+        "How long is left on the pasta timer?",
+        Some(Intent::TimerLeft),
+        "no pasta timer",
+    ),
+    ("Cancel the timer.", Some(Intent::TimerCancel), "no timer"),
+    ("Cancel all timers.", Some(Intent::TimerCancel), "no timers"),
+    (
+        "Stop the eggs timer.",
+        Some(Intent::TimerCancel),
+        "no eggs timer",
+    ),
+    ("What timers are set?", Some(Intent::TimerList), "no timers"),
+    ("Set an alarm for 7:30 a.m.", Some(Intent::Alarm), "7:30 am"),
+    (
+        "Wake me up at half past six.",
+        Some(Intent::Alarm),
+        "6:30 am",
+    ),
+    (
+        "Set an alarm for a quarter to eight in the evening.",
+        Some(Intent::Alarm),
+        "7:45 pm",
+    ),
+    ("Set an alarm for noon.", Some(Intent::Alarm), "12:00 pm"),
+    ("Cancel the alarm.", Some(Intent::AlarmCancel), "no alarm"),
     ("Stop the music in the kitchen.", None, ""),
+    ("Set a timer for the kids.", None, ""),
+    ("How long is a marathon?", None, ""),
+    ("Set the table for five.", None, ""),
     ("What did you say about Paris?", None, ""),
     // Near misses: the model answers these.
     ("What is the time zone of Japan?", None, ""),
@@ -164,7 +271,7 @@ fn the_table_of_phrasings_matches_its_intents_and_answers() {
     let skills = Skills::builtin();
     assert!(TABLE.len() >= 60);
     for &(heard, want, says) in TABLE {
-        let got = skills.answer(heard, now(), Some("Paris is the capital of France."));
+        let got = skills.answer_at(heard, now(), Some("Paris is the capital of France."));
         assert_eq!(got.as_ref().map(|a| a.intent), want, "{heard:?}: {got:?}");
         if let Some(a) = got {
             let answer = normalize(&a.answer);
@@ -183,23 +290,23 @@ fn the_table_of_phrasings_matches_its_intents_and_answers() {
 fn stop_says_nothing_and_repeat_without_a_reply_says_so() {
     let skills = Skills::builtin();
     let stop = skills
-        .answer("Stop!", now(), Some("A long reply."))
+        .answer_at("Stop!", now(), Some("A long reply."))
         .unwrap();
     assert_eq!((stop.intent, stop.answer.as_str()), (Intent::Stop, ""));
-    let again = skills.answer("repeat that", now(), None).unwrap();
+    let again = skills.answer_at("repeat that", now(), None).unwrap();
     assert_eq!(again.answer, "I haven't said anything yet.");
 }
 
 #[test]
 fn slots_carry_the_numbers_and_operator() {
     let a = Skills::builtin()
-        .answer("What is 12 times 7?", now(), None)
+        .answer_at("What is 12 times 7?", now(), None)
         .unwrap();
     assert_eq!(a.slots["a"], "12");
     assert_eq!(a.slots["b"], "7");
     assert_eq!(a.slots["op"], "*");
     let u = Skills::builtin()
-        .answer("How many minutes are in an hour?", now(), None)
+        .answer_at("How many minutes are in an hour?", now(), None)
         .unwrap();
     assert_eq!(
         (u.slots["small"].as_str(), u.slots["big"].as_str()),
@@ -214,7 +321,7 @@ fn the_clock_reads_midnight_and_noon_as_people_say_them() {
     let at = |h, m| jiff::civil::date(2026, 1, 1).at(h, m, 0, 0);
     let time = |h, m| {
         skills
-            .answer("what time is it", at(h, m), None)
+            .answer_at("what time is it", at(h, m), None)
             .unwrap()
             .answer
     };
@@ -222,7 +329,7 @@ fn the_clock_reads_midnight_and_noon_as_people_say_them() {
     assert_eq!(time(12, 0), "It's 12:00 PM.");
     assert_eq!(time(9, 30), "It's 9:30 AM.");
     let date = skills
-        .answer("what's the date", at(8, 0), None)
+        .answer_at("what's the date", at(8, 0), None)
         .unwrap()
         .answer;
     assert_eq!(date, "Today is Thursday, January 1, 2026.");
@@ -267,4 +374,42 @@ fn a_bad_phrases_file_is_refused_naming_the_line() {
     }
     let err = Skills::parse("empty.txt", "# nothing\n").unwrap_err();
     assert!(err.to_string().contains("empty.txt: no patterns"));
+}
+
+#[test]
+fn timers_set_by_voice_run_on_the_session_clock() {
+    let skills = Skills::builtin();
+    let mut timers = Timers::new();
+    let mut say = |heard: &str, at_s: f64| {
+        let a = skills
+            .answer(
+                heard,
+                &mut Ask {
+                    now: now(),
+                    at_s,
+                    last_reply: None,
+                    timers: &mut timers,
+                },
+            )
+            .unwrap_or_else(|| panic!("{heard:?} went to the model"));
+        (a.intent, a.answer)
+    };
+    let (i, a) = say("Set a timer for five minutes.", 10.0);
+    assert_eq!(
+        (i, a.as_str()),
+        (Intent::Timer, "OK, 5 minutes, starting now.")
+    );
+    let (_, a) = say("Set a pasta timer for 11 minutes", 20.0);
+    assert!(a.contains("pasta"), "{a}");
+    let (i, a) = say("How much time is left on the pasta timer?", 80.0);
+    assert_eq!(i, Intent::TimerLeft);
+    assert_eq!(a, "About 10 minutes left on the pasta timer.");
+    let (_, a) = say("What timers do I have?", 80.0);
+    assert!(a.starts_with("There are 2"), "{a}");
+    let (_, a) = say("Cancel the pasta timer.", 90.0);
+    assert_eq!(a, "OK, the pasta timer is cancelled.");
+    let (_, a) = say("How long is left?", 250.0);
+    assert_eq!(a, "1 minute left on the 5 minute timer.");
+    assert_eq!(timers.next_due(), Some(310.0));
+    assert_eq!(timers.take_due(310.0).len(), 1);
 }

@@ -11,6 +11,8 @@ pub enum Earcon {
     TurnEnd,
     /// Falling two notes: something went wrong (a short spoken message follows).
     Error,
+    /// Three bright notes, twice: a timer or alarm went off (a spoken notice follows).
+    Timer,
 }
 
 impl Earcon {
@@ -20,6 +22,15 @@ impl Earcon {
             Earcon::Listening => &[(660.0, 70), (880.0, 90)],
             Earcon::TurnEnd => &[(523.0, 80)],
             Earcon::Error => &[(440.0, 90), (330.0, 120)],
+            Earcon::Timer => &[
+                (988.0, 80),
+                (1319.0, 80),
+                (988.0, 80),
+                (0.0, 120),
+                (988.0, 80),
+                (1319.0, 80),
+                (988.0, 80),
+            ],
         }
     }
 
@@ -45,11 +56,17 @@ mod tests {
 
     #[test]
     fn tones_are_short_quiet_and_start_and_end_at_zero() {
-        for e in [Earcon::Listening, Earcon::TurnEnd, Earcon::Error] {
+        for e in [
+            Earcon::Listening,
+            Earcon::TurnEnd,
+            Earcon::Error,
+            Earcon::Timer,
+        ] {
             for rate in [16_000, 22_050, 48_000] {
                 let s = e.samples(rate);
                 let secs = s.len() as f32 / rate as f32;
-                assert!((0.05..0.3).contains(&secs), "{e:?}: {secs} s");
+                let longest = if e == Earcon::Timer { 0.7 } else { 0.3 };
+                assert!((0.05..longest).contains(&secs), "{e:?}: {secs} s");
                 let peak = s.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                 assert!((0.2..=0.25).contains(&peak), "{e:?}: peak {peak}");
                 assert!(s[0].abs() < 1e-6 && s[s.len() - 1].abs() < 0.01);

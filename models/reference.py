@@ -146,6 +146,55 @@ def cmd_vad(model: Path, wav_path: Path, out: Path) -> None:
     print(f"reference: {len(probs)} Silero windows -> {out}")
 
 
+def cmd_wake(wake_dir: Path, text: str, out: Path, heads: list[str]) -> None:
+    """openWakeWord's front end and heads by onnxruntime, stepped the way edgevox steps them:
+    espeak-ng speaks `text`, numpy resamples it to a 16 kHz 16-bit WAV written beside `out` (the
+    Rust side reads that file, so both see the same samples); the stream starts with 480 samples
+    of context and 2 s of silence, then 80 ms steps: mel over the last 1760 samples (x/10 + 2),
+    the embedding of the last 76 frames, each head over the last 16 embeddings."""
+    import subprocess
+    import tempfile
+    import wave
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "espeak.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+        with wave.open(str(raw)) as w:
+            rate = w.getframerate()
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    t = np.arange(int(len(x) * 16000 / rate)) / 16000.0
+    pcm = np.round(np.interp(t, np.arange(len(x)) / rate, x)).astype("<i2")
+    pcm = np.concatenate([pcm, np.zeros(8000, "<i2")])
+    wav_path = out.with_suffix(".wav")
+    with wave.open(str(wav_path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+
+    def session(name: str):
+        return ort.InferenceSession(str(wake_dir / name), providers=["CPUExecutionProvider"])
+
+    mel, emb = session("melspectrogram.onnx"), session("embedding_model.onnx")
+    nets = [session(f"{h}_v0.1.onnx") for h in heads]
+    signal = pcm.astype(np.float32) / 32768.0 * 32768.0
+    stream = np.concatenate([np.zeros(480 + 32000, np.float32), signal])
+    mels = np.zeros((76, 32), np.float32)
+    feats = np.zeros((16, 96), np.float32)
+    scores = []
+    for i, end in enumerate(range(1760, len(stream) + 1, 1280)):
+        m = mel.run(None, {"input": stream[None, end - 1760 : end]})[0].reshape(8, 32) / 10.0 + 2.0
+        mels = np.concatenate([mels[8:], m]).astype(np.float32)
+        e = emb.run(None, {"input_1": mels[None, :, :, None]})[0].reshape(96)
+        feats = np.concatenate([feats[1:], e[None]]).astype(np.float32)
+        if i >= 25:  # the 2 s of priming silence are 25 steps
+            scores.append([float(n.run(None, {n.get_inputs()[0].name: feats[None]})[0][0, 0]) for n in nets])
+    out.write_text(json.dumps({"wav": wav_path.name, "text": text, "heads": heads, "scores": scores}))
+    print(f"reference: {len(scores)} wake-word steps, best {[max(c) for c in zip(*scores)]} -> {out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -162,8 +211,15 @@ def main(argv=None) -> int:
     c.add_argument("model", type=Path)
     c.add_argument("wav", type=Path, help="16 kHz mono 16-bit WAV")
     c.add_argument("out", type=Path)
+    d = sub.add_parser("wake", help="openWakeWord scores per 80 ms step on a spoken phrase, by onnxruntime")
+    d.add_argument("wake_dir", type=Path)
+    d.add_argument("text")
+    d.add_argument("out", type=Path)
+    d.add_argument("--heads", nargs="+", default=["hey_jarvis", "alexa"])
     args = ap.parse_args(argv)
-    if args.cmd == "vad":
+    if args.cmd == "wake":
+        cmd_wake(args.wake_dir, args.text, args.out, args.heads)
+    elif args.cmd == "vad":
         cmd_vad(args.model, args.wav, args.out)
     elif args.cmd == "ort":
         cmd_ort(args.model_dir, args.out, args.tokens)

@@ -20,3 +20,4 @@ pub mod skills;
 pub mod text;
 pub mod tts;
 pub mod vad;
+pub mod wake;

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use crate::audio::Source;
 use crate::audio::playback::EchoReference;
 use crate::vad::{EndpointConfig, Endpointer, SpeechDetector, Utterance, WINDOW};
+use crate::wake::{Detection, WakeWord};
 
 /// The echo guard: a block-wise Geigel double-talk detector. While the speaker plays, a
 /// microphone window counts as the user's speech only if its peak exceeds `ratio` times the
@@ -54,6 +55,8 @@ pub enum Event {
     SpeechStart { at_s: f64, detected: Instant },
     /// An utterance ended.
     Utterance(Utterance),
+    /// The wake phrase was heard (see [`Listener::with_wake`]).
+    Wake(Detection),
 }
 
 pub struct Listener {
@@ -64,6 +67,9 @@ pub struct Listener {
     filled: usize,
     ended: bool,
     echo_guard: Option<EchoGuard>,
+    wake: Option<WakeWord>,
+    /// Events found but not returned yet (a wake phrase and a speech event in one read).
+    pending: std::collections::VecDeque<Event>,
     /// Speech needed before a speech start is reported.
     pub barge_in_ms: u32,
     start_reported: bool,
@@ -73,6 +79,10 @@ pub struct Listener {
     pub samples: u64,
     /// Windows the echo guard kept from counting as speech.
     pub echo_gated: u64,
+    /// Time spent in the wake-word detector.
+    pub wake_time: Duration,
+    /// [`Self::samples`], shared with the conductor.
+    position: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Listener {
@@ -89,17 +99,44 @@ impl Listener {
             filled: 0,
             ended: false,
             echo_guard: None,
+            wake: None,
+            pending: Default::default(),
             barge_in_ms: 96,
             start_reported: false,
             vad_time: Duration::ZERO,
             samples: 0,
             echo_gated: 0,
+            wake_time: Duration::ZERO,
+            position: Default::default(),
         }
     }
 
     pub fn with_echo_guard(mut self, guard: Option<EchoGuard>) -> Self {
         self.echo_guard = guard;
         self
+    }
+
+    /// Listens for a wake phrase too: every sample read goes through `wake`, and each
+    /// detection is reported ([`Event::Wake`]) before the speech detector's events for the
+    /// same window. Its seconds are the listener's stream seconds.
+    pub fn with_wake(mut self, wake: Option<WakeWord>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    /// Whether a wake word is listened for.
+    pub fn has_wake(&self) -> bool {
+        self.wake.is_some()
+    }
+
+    /// The endpointer's settings.
+    pub fn endpoint(&self) -> &EndpointConfig {
+        self.endpointer.config()
+    }
+
+    /// Samples read so far, updated as they are read (the stream's clock, for other threads).
+    pub fn position(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.position.clone()
     }
 
     pub fn detector_name(&self) -> &'static str {
@@ -111,16 +148,32 @@ impl Listener {
         loop {
             match self.next_event()? {
                 Some(Event::Utterance(u)) => return Ok(Some(u)),
-                Some(Event::SpeechStart { .. }) => continue,
+                Some(Event::SpeechStart { .. } | Event::Wake(_)) => continue,
                 None => return Ok(None),
             }
         }
     }
 
-    /// The next speech start or utterance, or `None` when the source has ended.
+    /// The next wake phrase, speech start or utterance, or `None` when the source has ended.
     pub fn next_event(&mut self) -> Result<Option<Event>> {
-        while !self.ended {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(e));
+            }
+            if self.ended {
+                return Ok(None);
+            }
             let n = self.source.read(&mut self.window[self.filled..])?;
+            if n > 0
+                && let Some(w) = self.wake.as_mut()
+            {
+                let t = Instant::now();
+                let found = w
+                    .push(&self.window[self.filled..self.filled + n])
+                    .context("wake-word detector")?;
+                self.wake_time += t.elapsed();
+                self.pending.extend(found.into_iter().map(Event::Wake));
+            }
             if n == 0 {
                 self.ended = true;
                 if self.filled > 0 {
@@ -128,20 +181,23 @@ impl Listener {
                     self.window[self.filled..].iter_mut().for_each(|x| *x = 0.0);
                     self.filled = WINDOW;
                     if let Some(e) = self.score_window()? {
-                        return Ok(Some(e));
+                        self.pending.push_back(e);
                     }
                 }
-                return Ok(self.endpointer.finish().map(Event::Utterance));
+                self.pending
+                    .extend(self.endpointer.finish().map(Event::Utterance));
+                continue;
             }
             self.samples += n as u64;
+            self.position
+                .store(self.samples, std::sync::atomic::Ordering::Release);
             self.filled += n;
             if self.filled == WINDOW
                 && let Some(e) = self.score_window()?
             {
-                return Ok(Some(e));
+                self.pending.push_back(e);
             }
         }
-        Ok(None)
     }
 
     /// Every utterance to the end of the source (for files).
@@ -200,11 +256,14 @@ pub enum Heard {
         detected: Instant,
     },
     Utterance(Utterance),
+    /// The wake phrase was heard.
+    Wake(Detection),
     /// The source ended; the listener's statistics.
     End {
         samples: u64,
         vad_time: Duration,
         echo_gated: u64,
+        wake_time: Duration,
     },
 }
 
@@ -235,14 +294,19 @@ pub fn spawn_into<T: Send + 'static>(
                     Ok(Some(Event::SpeechStart { at_s, detected })) => {
                         Ok(Heard::SpeechStart { at_s, detected })
                     }
+                    Ok(Some(Event::Wake(d))) => Ok(Heard::Wake(d)),
                     Ok(None) => Ok(Heard::End {
                         samples: listener.samples,
                         vad_time: listener.vad_time,
                         echo_gated: listener.echo_gated,
+                        wake_time: listener.wake_time,
                     }),
                     Err(e) => Err(e),
                 };
-                let last = !matches!(heard, Ok(Heard::Utterance(_) | Heard::SpeechStart { .. }));
+                let last = !matches!(
+                    heard,
+                    Ok(Heard::Utterance(_) | Heard::SpeechStart { .. } | Heard::Wake(_))
+                );
                 if tx.send(wrap(heard)).is_err() || last {
                     return;
                 }

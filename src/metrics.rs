@@ -63,6 +63,21 @@ pub fn one_heap_arena() {
     }
 }
 
+/// Hands the heap memory freed after loading a model (the parsed protobuf, tract's copies
+/// while it optimizes) back to the system: glibc keeps freed blocks in its arenas otherwise.
+pub fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,6 +299,52 @@ fn a_timer_set_by_voice_goes_off_on_the_replay_clock() {
     assert_mentions("the recording", &heard, "timer");
 }
 
+/// With a wake word the assistant answers only what is addressed to it: a question before
+/// the wake phrase gets no turn; "Hey Jarvis, what time is it?" in one breath is answered (its
+/// audio after the phrase is the question); a follow-up inside the window needs no wake
+/// phrase; after the window has closed, a question is ignored again.
+#[test]
+fn with_a_wake_word_only_what_follows_the_phrase_is_answered() {
+    let _one = one_at_a_time();
+    let d = scratch("wake");
+    let input = d.join("wake.wav");
+    recording(
+        &input,
+        &[
+            spoken("What is two plus two?"),
+            silence(3.0),
+            spoken("Hey Jarvis, what time is it?"),
+            silence(3.0),
+            spoken("What is twelve times seven?"),
+            silence(7.0),
+            spoken("What day is it?"),
+            silence(1.5),
+        ],
+    );
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--clock",
+        "2026-12-05T21:07",
+        "--wake",
+        "hey_jarvis",
+        "--follow-up-s",
+        "4",
+    ]);
+    let skill = |t: &Value| t["skill"]["intent"].as_str().map(str::to_string);
+    assert_eq!(turns.len(), 2, "{turns:#?}");
+    assert_eq!(skill(&turns[0]).as_deref(), Some("time"), "{}", turns[0]);
+    assert_mentions("time", field(&turns[0], "reply"), "9:07 pm");
+    assert_eq!(turns[0]["wake"]["head"], "hey_jarvis", "{}", turns[0]);
+    assert!(turns[0]["stop"].is_null(), "the model was not asked");
+    // The turn's audio starts after the phrase.
+    let phrase_end = ms(&turns[0]["wake"]["at_s"]);
+    assert!(ms(&turns[0]["speech_start_s"]) >= phrase_end - 1e-3);
+    assert_eq!(skill(&turns[1]).as_deref(), Some("sum"), "{}", turns[1]);
+    assert_mentions("product", field(&turns[1], "reply"), "84");
+    assert!(turns[1]["wake"].is_null(), "a follow-up: {}", turns[1]);
+}
+
 #[test]
 fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let _one = one_at_a_time();
@@ -475,6 +521,7 @@ fn failures_inside_turns_are_told_to_the_user_and_the_loop_goes_on() {
         barge_in_ms: 96,
         echo_ratio: 0.6,
         aec: Some(Default::default()),
+        wake: None,
     };
     let mut seen = Vec::new();
     let turns = pipeline::replay(

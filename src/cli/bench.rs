@@ -30,6 +30,26 @@ pub enum BenchCommand {
     /// share whose reply mentions the answer; `--replies` scores another runtime's replies
     /// (llama.cpp's, from `make bench-facts`) with the same matcher.
     Facts(FactsBenchArgs),
+    /// The wake word: CPU milliseconds per second of audio (one thread, as it runs on the
+    /// listening thread), memory, and false accepts per hour on real speech, per head.
+    Wake(WakeBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WakeBenchArgs {
+    /// Heads to measure (each loaded on its own); default: the pretrained ones.
+    #[arg(long, value_delimiter = ',')]
+    heads: Vec<String>,
+    /// Speech without the wake phrases (false accepts are counted on it); default: the real
+    /// recordings in the model cache's speech directory.
+    #[arg(long)]
+    clip: Vec<std::path::PathBuf>,
+    /// Score at or above which a phrase counts.
+    #[arg(long, default_value_t = edgevox::wake::WakeOptions::default().threshold)]
+    threshold: f32,
+    /// Timed passes over the first clip (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -137,7 +157,94 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&bench_facts(&args)?)?);
             Ok(())
         }
+        BenchCommand::Wake(args) => {
+            println!("{}", serde_json::to_string_pretty(&bench_wake(&args)?)?);
+            Ok(())
+        }
     }
+}
+
+fn bench_wake(args: &WakeBenchArgs) -> Result<Value> {
+    use edgevox::audio::wav;
+    use edgevox::wake::{PRETRAINED, WakeOptions, WakeWord};
+    let dir = super::cache_dir().join("wake");
+    let heads: Vec<String> = if args.heads.is_empty() {
+        PRETRAINED.iter().map(|h| h.to_string()).collect()
+    } else {
+        args.heads.clone()
+    };
+    let clips = if args.clip.is_empty() {
+        let speech = super::cache_dir().join("speech");
+        let mut c: Vec<_> = std::fs::read_dir(&speech)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (run `make models`)", speech.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+            .collect();
+        c.sort();
+        c
+    } else {
+        args.clip.clone()
+    };
+    anyhow::ensure!(!clips.is_empty(), "no clips to measure");
+    let mut audio = Vec::new();
+    for c in &clips {
+        audio.push((c, wav::read_16k_mono(c)?.0));
+    }
+    let hours: f64 = audio
+        .iter()
+        .map(|(_, x)| x.len() as f64 / 16_000.0)
+        .sum::<f64>()
+        / 3600.0;
+    let opts = WakeOptions {
+        threshold: args.threshold,
+        ..Default::default()
+    };
+    let mut results = Vec::new();
+    for head in &heads {
+        let rss0 = rss_bytes();
+        let t = Instant::now();
+        let mut w = WakeWord::load(&dir, &[head.as_str()], opts)?;
+        let load_ms = ms(t.elapsed());
+        let resident = rss_bytes().zip(rss0).map(|(a, b)| a.saturating_sub(b));
+        let first = &audio[0].1;
+        let per_s: Vec<f64> = (0..args.runs.max(1))
+            .map(|_| -> Result<f64> {
+                w.reset()?;
+                let t = Instant::now();
+                w.scores(first)?;
+                Ok(ms(t.elapsed()) / (first.len() as f64 / 16_000.0))
+            })
+            .collect::<Result<_>>()?;
+        let [mel_ms, embedding_ms, head_ms] = w.step_profile(50)?;
+        let mut accepts = Vec::new();
+        let mut total = 0;
+        for (path, x) in &audio {
+            w.reset()?;
+            let found = w.push(x)?;
+            total += found.len();
+            accepts.push(json!({
+                "clip": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "seconds": x.len() as f64 / 16_000.0,
+                "false_accepts": found.iter().map(|d| json!({"at_s": d.at_s, "score": d.score})).collect::<Vec<_>>(),
+            }));
+        }
+        results.push(json!({
+            "head": head,
+            "load_ms": load_ms,
+            "resident_bytes_after_load": resident,
+            "cpu_ms_per_audio_s": median(&per_s),
+            "step_ms": {"mel": mel_ms, "embedding": embedding_ms, "head": head_ms},
+            "false_accepts": total,
+            "false_accepts_per_hour": total as f64 / hours,
+            "clips": accepts,
+        }));
+    }
+    Ok(json!({
+        "threshold": args.threshold,
+        "audio_hours": hours,
+        "heads": results,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }))
 }
 
 /// Median nanoseconds per call of `f` over `runs` batches of `batch` calls.

@@ -263,7 +263,7 @@ fn run_listener(
                     return Ok(());
                 }
             }
-            Heard::SpeechStart { .. } => {}
+            Heard::SpeechStart { .. } | Heard::Wake(_) => {}
             Heard::End {
                 samples, vad_time, ..
             } => {

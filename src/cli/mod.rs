@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod enroll;
 pub(crate) mod hear;
 pub(crate) mod plan;
 mod run;
@@ -54,6 +55,9 @@ enum Command {
     Say(say::SayArgs),
     /// The memory plan of a board profile (`--measure`: next to what this machine measures).
     Plan(plan::PlanArgs),
+    /// Your own wake phrase: a few takes of it (WAVs or the microphone) become templates for
+    /// `run --wake custom:NAME`; no training.
+    Enroll(enroll::EnrollArgs),
     /// Measure a stage and print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(*args),
         Command::Say(args) => say::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Enroll(args) => enroll::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -15,6 +15,7 @@ use edgevox::llm::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, SamplingParams};
 use edgevox::pipeline::{self, Brain, Hearing, LoopOptions, Output, TurnReport};
 use edgevox::skills::{Clock, Skills};
 use edgevox::tts::{Voice, espeak::Espeak};
+use edgevox::wake::{WakeOptions, WakeWord};
 use log::{error, info, warn};
 
 use super::LlmArgs;
@@ -60,6 +61,18 @@ pub struct TalkArgs {
     /// included (ms; 16 filter taps per ms).
     #[arg(long, default_value_t = AecOptions::default().tail_ms)]
     aec_tail_ms: u32,
+    /// Answer only after a wake phrase: a pretrained openWakeWord head (hey_jarvis, alexa,
+    /// hey_mycroft, hey_rhasspy; their licence is CC BY-NC-SA 4.0, non-commercial use only),
+    /// a path to an openWakeWord .onnx head, or `off` (every utterance is answered). The
+    /// phrase and the question may come in one breath ("hey jarvis, what time is it").
+    #[arg(long, default_value = "off")]
+    pub wake: String,
+    /// Wake-phrase score (0-1) at or above which it counts.
+    #[arg(long, default_value_t = WakeOptions::default().threshold)]
+    wake_threshold: f32,
+    /// With a wake word: seconds after a reply in which a follow-up needs no wake phrase.
+    #[arg(long, default_value_t = LoopOptions::default().follow_up_s)]
+    pub follow_up_s: f64,
 }
 
 impl TalkArgs {
@@ -90,8 +103,39 @@ impl TalkArgs {
         })
     }
 
+    /// The wake-word detector `--wake` asks for. One that does not load is logged and the
+    /// assistant listens to everything instead (it keeps working with what works).
+    pub fn wake_word(&self) -> Option<WakeWord> {
+        if self.wake == "off" {
+            return None;
+        }
+        let dir = super::cache_dir().join("wake");
+        let opts = WakeOptions {
+            threshold: self.wake_threshold,
+            ..Default::default()
+        };
+        match WakeWord::load(&dir, &[self.wake.as_str()], opts) {
+            Ok(w) => {
+                info!(
+                    "wake word: {} (threshold {}); the pretrained heads are CC BY-NC-SA 4.0",
+                    w.heads().join(", "),
+                    self.wake_threshold
+                );
+                Some(w)
+            }
+            Err(e) => {
+                error!(
+                    "wake word {:?} unavailable: {e:#}; answering everything heard",
+                    self.wake
+                );
+                None
+            }
+        }
+    }
+
     pub fn hearing(&self, vad: &VadArgs) -> Result<Hearing> {
         Ok(Hearing {
+            wake: self.wake_word(),
             detector: vad.detector()?,
             endpoint: vad.endpoint(),
             barge_in_ms: self.barge_in_ms,
@@ -236,6 +280,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         barge_in: args.talk.barge_in(),
         busy: None,
         budget_bytes: Some(plan.budget_bytes),
+        follow_up_s: args.talk.follow_up_s,
         skills: (!args.no_skills).then(Skills::builtin),
         clock: match args.clock {
             Some(start) => Clock::starting_at(start),

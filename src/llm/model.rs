@@ -126,7 +126,7 @@ impl LlmModel {
             .sum();
         let plan = build_plan(&onnx_path, &meta)
             .with_context(|| format!("{}: tract could not load the model", onnx_path.display()))?;
-        release_load_buffers();
+        crate::metrics::release_freed_heap();
         let load_time = start.elapsed();
         info!(
             "loaded {} ({} variant, {model_bytes} bytes) in {load_time:?} with {} thread(s)",
@@ -340,21 +340,6 @@ impl StepProfile {
 
     pub fn total(&self) -> Duration {
         self.products + self.attention + self.rest
-    }
-}
-
-/// Hands the heap memory freed after loading (the parsed protobuf, tract's copies while it
-/// optimizes) back to the system: glibc keeps freed blocks in its arenas otherwise.
-fn release_load_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
-        unsafe {
-            malloc_trim(0);
-        }
     }
 }
 

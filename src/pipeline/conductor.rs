@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use log::{error, info, warn};
 
+use super::attention::{Attention, Verdict};
 use super::events::{Cancel, Ev, Job, ToSpeech};
 use super::report::{BargeIn, TurnReport};
 use super::session::LoopOptions;
@@ -26,6 +27,8 @@ use crate::listen::Heard;
 use crate::metrics::{ms, peak_rss_bytes};
 use crate::skills::timers::{self, Timers};
 use crate::skills::{Clock, Intent, SkillAnswer};
+use crate::tts::earcon::Earcon;
+use crate::wake::Detection;
 
 /// After the input ends, timers due within this many seconds still go off before the
 /// session ends (later ones are dropped, and the log says so).
@@ -62,6 +65,14 @@ pub struct Conductor {
     outbox: VecDeque<ToSpeech>,
     /// When the input ended, in session seconds.
     ended_s: f64,
+    earcons: bool,
+    /// With a wake word: which utterances are turns, the listener's stream position (in
+    /// samples, for the follow-up window) and the last wake phrase heard.
+    attention: Option<Attention>,
+    position: Option<Arc<AtomicU64>>,
+    last_wake: Option<Detection>,
+    /// Utterances not addressed to the assistant (no wake phrase).
+    ignored: usize,
 }
 
 impl Conductor {
@@ -94,6 +105,41 @@ impl Conductor {
             speech,
             outbox: VecDeque::new(),
             ended_s: 0.0,
+            earcons: opts.earcons,
+            attention: None,
+            position: None,
+            last_wake: None,
+            ignored: 0,
+        }
+    }
+
+    /// Answers only what is addressed to it (see [`Attention`]): the wake phrase, a reply
+    /// under way, the follow-up window. `position` is the listener's stream position in
+    /// samples ([`crate::listen::Listener::position`]).
+    pub fn with_attention(mut self, attention: Attention, position: Arc<AtomicU64>) -> Self {
+        self.attention = Some(attention);
+        self.position = Some(position);
+        self
+    }
+
+    /// Where the listener is in its stream, in seconds.
+    fn stream_s(&self) -> f64 {
+        self.position
+            .as_ref()
+            .map_or(0.0, |p| p.load(Ordering::Acquire) as f64 / 16_000.0)
+    }
+
+    /// The follow-up window passed unused: asleep again.
+    fn check_window(&mut self) {
+        let now_s = self.stream_s();
+        if self.open.is_empty()
+            && let Some(a) = self.attention.as_mut()
+            && a.window_closed(now_s)
+        {
+            info!("follow-up window closed at {now_s:.2} s: waiting for the wake phrase");
+            if self.earcons {
+                self.outbox.push_back(ToSpeech::Earcon(Earcon::Asleep));
+            }
         }
     }
 
@@ -156,10 +202,13 @@ impl Conductor {
             .filter(|_| self.open.is_empty())
             .map(|due| self.clock.until(due));
         let outbox = (!self.outbox.is_empty()).then_some(Duration::from_millis(10));
-        match (timer, outbox) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // The follow-up window is watched on the listener's stream.
+        let window = self
+            .attention
+            .as_ref()
+            .filter(|a| a.listening())
+            .map(|_| Duration::from_millis(100));
+        [timer, outbox, window].into_iter().flatten().min()
     }
 
     /// The session is failing: every turn is interrupted and the speaker silenced.
@@ -218,6 +267,7 @@ impl Conductor {
             if let Some(ev) = ev {
                 self.handle(ev, origin)?;
             }
+            self.check_window();
             self.sound_timers();
             while let Some(msg) = self.outbox.pop_front() {
                 match self.speech.try_send(msg) {
@@ -281,8 +331,51 @@ impl Conductor {
         match ev {
             Ev::Heard(h) => {
                 match h.with_context(|| format!("listening to {}", origin.display()))? {
-                    Heard::SpeechStart { at_s, detected } => self.interrupt(at_s, detected),
-                    Heard::Utterance(u) => {
+                    Heard::SpeechStart { at_s, detected } => {
+                        if let Some(a) = self.attention.as_mut() {
+                            a.speech_started(at_s);
+                        }
+                        self.interrupt(at_s, detected)
+                    }
+                    Heard::Wake(d) => {
+                        info!(
+                            "wake phrase {:?} ({:.2}) at {:.2} s",
+                            d.head, d.score, d.at_s
+                        );
+                        if let Some(a) = self.attention.as_mut() {
+                            a.woke(d.at_s);
+                            if self.earcons && self.open.is_empty() {
+                                self.outbox.push_back(ToSpeech::Earcon(Earcon::Listening));
+                            }
+                        }
+                        self.last_wake = Some(d);
+                    }
+                    Heard::Utterance(mut u) => {
+                        let mut wake = None;
+                        if let Some(a) = self.attention.as_mut() {
+                            match a.utterance(u.start_s, u.end_s, !self.open.is_empty()) {
+                                Verdict::Ignore => {
+                                    self.ignored += 1;
+                                    info!(
+                                        "not addressed (no wake phrase): {:.2}-{:.2} s ignored",
+                                        u.start_s, u.end_s
+                                    );
+                                    return Ok(());
+                                }
+                                Verdict::WakeOnly => {
+                                    info!("the wake phrase alone: listening for the question");
+                                    return Ok(());
+                                }
+                                Verdict::Turn { skip_s, woken } => {
+                                    let skip = ((skip_s * 16_000.0) as usize).min(u.samples.len());
+                                    u.samples.drain(..skip);
+                                    u.start_s += skip as f64 / 16_000.0;
+                                    if woken {
+                                        wake = self.last_wake.take();
+                                    }
+                                }
+                            }
+                        }
                         let turn = self.next_turn;
                         self.next_turn += 1;
                         info!(
@@ -293,6 +386,7 @@ impl Conductor {
                         let mut report = TurnReport::new(turn, heard_s);
                         report.speech_start_s = u.start_s;
                         report.speech_end_s = u.end_s;
+                        report.wake = wake;
                         self.open.insert(
                             turn,
                             Open {
@@ -312,12 +406,21 @@ impl Conductor {
                     Heard::End {
                         samples,
                         echo_gated,
+                        wake_time,
                         ..
                     } => {
+                        let secs = samples as f64 / 16_000.0;
                         info!(
-                            "input ended after {:.1} s; echo guard held back {echo_gated} windows",
-                            samples as f64 / 16_000.0
+                            "input ended after {secs:.1} s; echo guard held back {echo_gated} windows"
                         );
+                        if self.attention.is_some() {
+                            info!(
+                                "wake word: {:.1} ms of CPU per second of audio; {} utterances \
+                                 not addressed to the assistant",
+                                ms(wake_time) / secs.max(1e-9),
+                                self.ignored
+                            );
+                        }
                         self.ended = true;
                         self.ended_s = self.clock.secs();
                     }
@@ -382,6 +485,10 @@ impl Conductor {
                 }
             }
             Ev::Spoken { turn, at, played_s } => {
+                let now_s = self.stream_s();
+                if let Some(a) = self.attention.as_mut() {
+                    a.reply_ended(now_s);
+                }
                 if let Some(o) = self.open.get_mut(&turn) {
                     o.spoken = true;
                     o.report.timeline.peak_rss_after_speech = peak_rss_bytes();
@@ -490,6 +597,7 @@ mod tests {
             samples: 16_000,
             vad_time: Duration::ZERO,
             echo_gated: 0,
+            wake_time: Duration::ZERO,
         })
     }
 

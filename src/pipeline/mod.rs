@@ -2,9 +2,9 @@
 //! bounded channels, with barge-in.
 //!
 //! ```text
-//!  device ─► listen thread ──(speech start, utterance)──► conductor (calling thread)
-//!            VAD, endpointer,                                 │ jobs          ▲ events
-//!            echo guard                                       ▼               │
+//!  device ─► listen thread ──(wake, speech start, utterance)──► conductor (calling thread)
+//!            wake word, VAD,                                  │ jobs          ▲ events
+//!            endpointer, echo guard                           ▼               │
 //!                                            think thread: Whisper → LLM, streaming
 //!                                                             │ chunks (bounded)
 //!                                                             ▼
@@ -18,10 +18,14 @@
 //! transcript, ASR or LLM error, a speaker that fails) are recorded in that turn's report,
 //! told to the user with an earcon and a short spoken message, and the loop goes on.
 //!
+//! With a wake word, [`attention`] decides which utterances are turns (the wake phrase, a
+//! reply under way, the follow-up window after one); without it every utterance is.
+//!
 //! One file per thread of it: [`events`] (the messages between the threads), [`conductor`]
 //! (the turns and barge-in), [`think`] (Whisper → LLM), [`speak`] (voice → player),
 //! [`report`] (what a turn reports) and [`session`] (wiring them up, live or from a file).
 
+pub mod attention;
 pub mod conductor;
 pub mod events;
 pub mod report;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::llm::StopReason;
 use crate::skills::SkillAnswer;
+use crate::wake::Detection;
 
 /// Milliseconds after the endpointer delivered the utterance (the end of speech), and the
 /// process's peak RSS when each stage finished.
@@ -59,6 +60,8 @@ pub struct TurnReport {
     /// The skill that answered, with its intent and slots (the model was not asked); a
     /// timer's own turn has the intent `timer_done`.
     pub skill: Option<SkillAnswer>,
+    /// The wake phrase that opened this turn (with a wake word on; a follow-up has none).
+    pub wake: Option<Detection>,
 }
 
 impl TurnReport {
@@ -80,6 +83,7 @@ impl TurnReport {
             error: None,
             notice: None,
             skill: None,
+            wake: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use log::{info, warn};
 
+use super::attention::Attention;
 use super::conductor::{Conductor, SharedTimers};
 use super::events::{Cancel, Ev, Job, ToSpeech};
 use super::report::TurnReport;
@@ -27,6 +28,7 @@ use crate::skills::{Clock, Skills};
 use crate::tts::Voice;
 use crate::tts::earcon::Earcon;
 use crate::vad::{EndpointConfig, SpeechDetector};
+use crate::wake::WakeWord;
 
 /// What thinks: the recognizer and the conversation.
 pub struct Brain<'a> {
@@ -53,6 +55,8 @@ pub struct LoopOptions {
     /// Where the skills read the time; the session restarts its seconds when it starts
     /// listening (timers run on them).
     pub clock: Clock,
+    /// With a wake word: seconds after a reply during which a follow-up needs no wake phrase.
+    pub follow_up_s: f64,
 }
 
 impl Default for LoopOptions {
@@ -65,6 +69,7 @@ impl Default for LoopOptions {
             budget_bytes: None,
             skills: Some(Skills::builtin()),
             clock: Clock::system(),
+            follow_up_s: 8.0,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct Hearing {
     /// Cancel the speaker's echo from the microphone (see [`EchoCanceller`]); `None` leaves
     /// the microphone as it is.
     pub aec: Option<AecOptions>,
+    /// Listen for this wake phrase; `None`: every utterance is a turn.
+    pub wake: Option<WakeWord>,
 }
 
 impl Hearing {
@@ -118,7 +125,9 @@ impl Hearing {
                 ratio: self.echo_ratio,
                 window: Duration::from_millis(300),
             });
-        let mut l = Listener::new(source, self.detector, self.endpoint).with_echo_guard(guard);
+        let mut l = Listener::new(source, self.detector, self.endpoint)
+            .with_echo_guard(guard)
+            .with_wake(self.wake);
         l.barge_in_ms = self.barge_in_ms;
         Ok(l)
     }
@@ -170,6 +179,13 @@ pub fn converse(
     opts: &LoopOptions,
     mut on_turn: impl FnMut(&TurnReport),
 ) -> Result<Vec<TurnReport>> {
+    let attention = listener.has_wake().then(|| {
+        let silence_s = listener.endpoint().end_silence_ms as f64 / 1000.0;
+        (
+            Attention::new(opts.follow_up_s, silence_s),
+            listener.position(),
+        )
+    });
     let (ev_tx, events) = mpsc::sync_channel::<Ev>(64);
     let _listen_thread = listen::spawn_into(listener, ev_tx.clone(), Ev::Heard)?;
     let playback = match &output {
@@ -217,6 +233,9 @@ pub fn converse(
         }
         let mut conductor =
             Conductor::new(cancel, playback, speech_tx.clone(), clock, timers, opts);
+        if let Some((attention, position)) = attention {
+            conductor = conductor.with_attention(attention, position);
+        }
         let result = conductor.run(&events, &job_tx, origin, opts.max_turns, &mut on_turn);
         // Closing the job queue ends the thinking thread, which ends the speaking thread.
         drop(job_tx);

@@ -11,6 +11,8 @@ pub enum Earcon {
     TurnEnd,
     /// Falling two notes: something went wrong (a short spoken message follows).
     Error,
+    /// Two low falling notes: the follow-up window closed, the wake word is needed again.
+    Asleep,
     /// Three bright notes, twice: a timer or alarm went off (a spoken notice follows).
     Timer,
 }
@@ -22,6 +24,7 @@ impl Earcon {
             Earcon::Listening => &[(660.0, 70), (880.0, 90)],
             Earcon::TurnEnd => &[(523.0, 80)],
             Earcon::Error => &[(440.0, 90), (330.0, 120)],
+            Earcon::Asleep => &[(392.0, 60), (294.0, 90)],
             Earcon::Timer => &[
                 (988.0, 80),
                 (1319.0, 80),

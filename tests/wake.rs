@@ -1,0 +1,181 @@
+//! The wake word on the real openWakeWord models: spoken phrases are heard, real speech is not.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use edgevox::audio::wav;
+use edgevox::wake::{WakeOptions, WakeWord};
+
+fn wake_dir() -> PathBuf {
+    common::cache().join("wake")
+}
+
+fn espeak(text: &str, voice: &str, speed: u32, name: &str) -> Vec<f32> {
+    let d = common::scratch("wake", name);
+    let p = d.join("w.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", &speed.to_string(), "-w"])
+        .arg(&p)
+        .arg(text)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "espeak-ng failed");
+    wav::read_16k_mono(&p).unwrap().0
+}
+
+#[test]
+fn hey_jarvis_is_heard_in_one_breath_with_the_question_and_not_in_real_speech() {
+    let mut hits = 0;
+    let mut n = 0;
+    for voice in ["en-us", "en", "en-us+f3"] {
+        for speed in [130, 170] {
+            let mut w =
+                WakeWord::load(&wake_dir(), &["hey_jarvis"], WakeOptions::default()).unwrap();
+            let mut x = espeak(
+                "Hey Jarvis, what time is it?",
+                voice,
+                speed,
+                &format!("{voice}{speed}"),
+            );
+            x.extend(std::iter::repeat_n(0.0, 8000));
+            let found = w.push(&x).unwrap();
+            eprintln!("{voice} {speed}: {found:?}");
+            n += 1;
+            hits += usize::from(found.len() == 1);
+        }
+    }
+    assert!(hits * 10 >= n * 9, "{hits} of {n} heard");
+    for clip in ["beckett.wav", "two_cities.wav"] {
+        let (x, _) = wav::read_16k_mono(&common::cache().join("speech").join(clip)).unwrap();
+        let mut w = WakeWord::load(&wake_dir(), &["hey_jarvis"], WakeOptions::default()).unwrap();
+        let found = w.push(&x).unwrap();
+        assert!(found.is_empty(), "{clip}: {found:?}");
+    }
+}
+
+/// tract's scores against onnxruntime's on the same samples, stepped the same way
+/// (`models/reference.py wake`: espeak-ng's "Hey Jarvis, what time is it?", written as the
+/// WAV both read): every 80 ms step, each head.
+#[test]
+fn tract_scores_the_phrase_as_onnxruntime_does() {
+    let refs = common::cache().join("refs");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(refs.join("wake_jarvis.json")).unwrap())
+            .unwrap();
+    let heads: Vec<&str> = json["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let want: Vec<Vec<f64>> = json["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let (x, _) = wav::read_16k_mono(&refs.join(json["wav"].as_str().unwrap())).unwrap();
+    let mut w = WakeWord::load(&wake_dir(), &heads, WakeOptions::default()).unwrap();
+    let got = w.scores(&x).unwrap();
+    assert_eq!(got.len(), want.len(), "steps");
+    let mut worst = 0.0f64;
+    for (g, r) in got.iter().zip(&want) {
+        for (a, b) in g.scores.iter().zip(r) {
+            worst = worst.max((*a as f64 - b).abs());
+        }
+    }
+    let best = |i: usize| got.iter().map(|s| s.scores[i]).fold(0.0f32, f32::max);
+    eprintln!(
+        "tract vs onnxruntime over {} steps: max score difference {worst:.2e}; best {:?}",
+        got.len(),
+        (0..heads.len()).map(best).collect::<Vec<_>>()
+    );
+    assert!(worst < 5e-3, "max score difference {worst}");
+    assert!(best(0) > 0.5, "hey_jarvis heard");
+}
+
+/// An enrolled phrase, no training: four espeak-ng takes of "Computer" become templates;
+/// the phrase is then heard in one breath with a question by other voices and speeds, and
+/// not in real speech. Silence and a single take are refused.
+#[test]
+fn an_enrolled_phrase_is_heard_and_bad_enrollments_are_refused() {
+    use edgevox::wake::custom;
+    let mut front = WakeWord::front_end(&wake_dir()).unwrap();
+    let takes: Vec<(String, Vec<f32>)> = [
+        ("en-us", 140),
+        ("en", 160),
+        ("en-us+f3", 150),
+        ("en-us", 175),
+    ]
+    .iter()
+    .map(|&(v, s)| {
+        let label = format!("{v}@{s}");
+        let x = espeak("Computer.", v, s, &format!("take-{v}{s}"));
+        (label, x)
+    })
+    .collect();
+    let phrase = custom::enroll(&mut front, "computer", &takes, custom::DEFAULT_MARGIN).unwrap();
+    eprintln!(
+        "enrolled: threshold {:.3}, take distances {:?}",
+        phrase.threshold, phrase.take_distances
+    );
+    let dir = common::scratch("wake", "enrolled");
+    let path = dir.join("computer.json");
+    phrase.save(&path).unwrap();
+    let head = format!("custom:{}", path.display());
+    let load = || WakeWord::load(&wake_dir(), &[head.as_str()], WakeOptions::default()).unwrap();
+
+    let mut hits = 0;
+    let cases = [
+        ("en-us+m3", 150),
+        ("en", 130),
+        ("en-us+f2", 170),
+        ("en-us", 155),
+    ];
+    for &(voice, speed) in &cases {
+        let mut x = espeak(
+            "Computer, what time is it?",
+            voice,
+            speed,
+            &format!("q-{voice}{speed}"),
+        );
+        x.extend(std::iter::repeat_n(0.0, 8000));
+        let found = load().push(&x).unwrap();
+        eprintln!("custom {voice} {speed}: {found:?}");
+        hits += usize::from(found.len() == 1);
+    }
+    assert!(
+        hits * 4 >= cases.len() * 3,
+        "{hits} of {} heard",
+        cases.len()
+    );
+    let mut false_accepts = 0;
+    for clip in ["beckett.wav", "two_cities.wav"] {
+        let (x, _) = wav::read_16k_mono(&common::cache().join("speech").join(clip)).unwrap();
+        let found = load().push(&x).unwrap();
+        eprintln!("custom on {clip}: {found:?}");
+        false_accepts += found.len();
+    }
+    assert!(false_accepts <= 1, "{false_accepts} false accepts");
+
+    let silence = vec![("quiet.wav".to_string(), vec![0.0f32; 32_000]); 3];
+    let e = format!(
+        "{:#}",
+        custom::enroll(&mut front, "x", &silence, 1.3).unwrap_err()
+    );
+    assert!(e.contains("quiet.wav") && e.contains("no speech"), "{e}");
+    let e = format!(
+        "{:#}",
+        custom::enroll(&mut front, "x", &takes[..1], 1.3).unwrap_err()
+    );
+    assert!(e.contains("at least 3 takes"), "{e}");
+}

@@ -105,6 +105,33 @@ fn every_board_is_planned_and_one_over_budget_is_refused_with_the_numbers() {
     assert_eq!(s["downgraded_from"]["whisper"], "q8_0", "{s}");
     assert_eq!(s["choice"]["whisper"], "q5_1", "{s}");
 
+    // The Zero 2 W's profile listening for a wake word: the planner counts it, and it still fits with
+    // Whisper q5_1 and a 1024-token context.
+    let zw = dir.join("zero-wake.toml");
+    std::fs::write(
+        &zw,
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/rpi-zero-2w.toml"),
+        )
+        .unwrap()
+        // A profile file must be for this build's target: the Zero's budget and models, run
+        // here.
+        .replace("aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu")
+        .replace("[audio]\n", "[audio]\nwake = \"hey_jarvis\"\n"),
+    )
+    .unwrap();
+    let w = plan(zw.to_str().unwrap(), false);
+    let w = &w.as_array().map_or(&w, |a| &a[0])["plan"];
+    assert_eq!(w["fits"], true, "{w}");
+    assert_eq!(w["choice"]["wake"], true, "{w}");
+    assert_eq!(w["choice"]["whisper"], "q5_1", "{w}");
+    assert!(w["choice"]["context"].as_u64().unwrap() >= 1024, "{w}");
+    let grew = w["peak_bytes"].as_f64().unwrap() - z["peak_bytes"].as_f64().unwrap();
+    assert!(
+        (8.0 * MIB..=20.0 * MIB).contains(&grew),
+        "the wake word adds {grew} bytes"
+    );
+
     let o = edgevox(&["plan", "--board", "no-such-board"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unknown board \"no-such-board\""));

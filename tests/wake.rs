@@ -99,8 +99,12 @@ fn hey_jarvis_is_heard_in_one_breath_with_the_question_also_over_speech() {
 #[test]
 fn the_pretrained_heads_do_not_fire_on_real_speech() {
     let clips = real_speech();
-    let mut w = WakeWord::load(&wake_dir(), &edgevox::wake::PRETRAINED, WakeOptions::default())
-        .unwrap();
+    let mut w = WakeWord::load(
+        &wake_dir(),
+        &edgevox::wake::PRETRAINED,
+        WakeOptions::default(),
+    )
+    .unwrap();
     let mut per_head = std::collections::BTreeMap::<String, usize>::new();
     let mut secs = 0.0;
     for (name, x) in &clips {

@@ -45,6 +45,10 @@ const LLM_RUNTIME: u64 = 10 * MIB;
 /// Held only while loading whatever the file sizes: the tokenizer's JSON being parsed and
 /// tract's optimizer (measured: 21 MiB above the loaded q4_1 model's resident size).
 const LLM_LOAD_FIXED: u64 = 24 * MIB;
+/// The wake word: openWakeWord's mel and embedding networks and a head on tract, their plans
+/// and tract's code they page in (measured 15 MB resident after loading the first head on
+/// x86; a further head adds under 1 MB).
+const WAKE_RESIDENT: u64 = 16 * MIB;
 
 /// What the planner picked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +56,8 @@ pub struct Choice {
     pub whisper: String,
     pub llm: String,
     pub context: usize,
+    /// A wake word listened for.
+    pub wake: bool,
 }
 
 /// One line of the plan.
@@ -140,10 +146,12 @@ impl ModelSizes {
 /// to halved contexts, until a plan fits. Returns the first fitting plan, or the smallest one
 /// tried with `fits == false`.
 pub fn plan(board: &Board, sizes: &ModelSizes) -> Result<Plan> {
+    let wake = board.audio.wake.as_deref().is_some_and(|w| w != "off");
     let first = Choice {
         whisper: board.models.whisper[0].clone(),
         llm: board.models.llm[0].clone(),
         context: board.models.context,
+        wake,
     };
     let mut candidates = vec![first.clone()];
     if board.models.downgrade {
@@ -155,6 +163,7 @@ pub fn plan(board: &Board, sizes: &ModelSizes) -> Result<Plan> {
                         whisper: w.clone(),
                         llm: l.clone(),
                         context,
+                        wake,
                     };
                     if !candidates.contains(&c) {
                         candidates.push(c);
@@ -239,7 +248,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
         bytes,
         load_only,
     };
-    let items = vec![
+    let mut items = vec![
         item("runtime", "code, libraries, heap".into(), RUNTIME, false),
         item(
             "vad",
@@ -314,6 +323,14 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
             false,
         ),
     ];
+    if c.wake {
+        items.push(item(
+            "wake",
+            "wake word: openWakeWord mel, embedding and head on tract".into(),
+            WAKE_RESIDENT,
+            false,
+        ));
+    }
     let steady: u64 = items.iter().filter(|i| !i.load_only).map(|i| i.bytes).sum();
     // Loading: everything but the KV cache and activations is resident, plus the LLM's load
     // extra (the LLM is loaded last).

@@ -65,6 +65,10 @@ pub struct AudioProfile {
     /// The echo guard's ratio for this board's speaker-to-microphone coupling.
     #[serde(default = "default_echo_ratio")]
     pub echo_ratio: f32,
+    /// The wake word `run --board` listens for unless `--wake` says otherwise (`off` or
+    /// absent: every utterance is answered).
+    #[serde(default)]
+    pub wake: Option<String>,
 }
 
 fn default_echo_ratio() -> f32 {
@@ -77,6 +81,7 @@ impl Default for AudioProfile {
             capture: None,
             playback: None,
             echo_ratio: default_echo_ratio(),
+            wake: None,
         }
     }
 }

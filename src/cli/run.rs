@@ -63,10 +63,12 @@ pub struct TalkArgs {
     aec_tail_ms: u32,
     /// Answer only after a wake phrase: a pretrained openWakeWord head (hey_jarvis, alexa,
     /// hey_mycroft, hey_rhasspy; their licence is CC BY-NC-SA 4.0, non-commercial use only),
-    /// a path to an openWakeWord .onnx head, or `off` (every utterance is answered). The
+    /// a path to an openWakeWord .onnx head, `custom:NAME` (a phrase enrolled with `edgevox
+    /// enroll NAME`), or `off` (every utterance is answered). The
     /// phrase and the question may come in one breath ("hey jarvis, what time is it").
-    #[arg(long, default_value = "off")]
-    pub wake: String,
+    /// Default: the board profile's `[audio] wake`, else `off`.
+    #[arg(long)]
+    pub wake: Option<String>,
     /// Wake-phrase score (0-1) at or above which it counts.
     #[arg(long, default_value_t = WakeOptions::default().threshold)]
     wake_threshold: f32,
@@ -106,7 +108,8 @@ impl TalkArgs {
     /// The wake-word detector `--wake` asks for. One that does not load is logged and the
     /// assistant listens to everything instead (it keeps working with what works).
     pub fn wake_word(&self) -> Option<WakeWord> {
-        if self.wake == "off" {
+        let name = self.wake.as_deref().unwrap_or("off");
+        if name == "off" {
             return None;
         }
         let dir = super::cache_dir().join("wake");
@@ -114,7 +117,7 @@ impl TalkArgs {
             threshold: self.wake_threshold,
             ..Default::default()
         };
-        match WakeWord::load(&dir, &[self.wake.as_str()], opts) {
+        match WakeWord::load(&dir, &[name], opts) {
             Ok(w) => {
                 info!(
                     "wake word: {} (threshold {}); the pretrained heads are CC BY-NC-SA 4.0",
@@ -124,10 +127,7 @@ impl TalkArgs {
                 Some(w)
             }
             Err(e) => {
-                error!(
-                    "wake word {:?} unavailable: {e:#}; answering everything heard",
-                    self.wake
-                );
+                error!("wake word {name:?} unavailable: {e:#}; answering everything heard");
                 None
             }
         }
@@ -236,6 +236,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
             args.talk.echo_ratio = board.audio.echo_ratio;
             args.device = args.device.or(board.audio.capture.clone());
             args.speaker = args.speaker.or(board.audio.playback.clone());
+            args.talk.wake = args.talk.wake.or(board.audio.wake.clone());
             plan
         }
         None => {
@@ -251,6 +252,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
                 whisper: args.asr.whisper_model.clone(),
                 llm,
                 context: args.talk.context,
+                wake: args.talk.wake.as_deref().is_some_and(|w| w != "off"),
             };
             let plan = budget::plan_choice(&board, &sizes, &choice)?;
             plan.ensure_fits()?;

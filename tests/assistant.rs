@@ -345,6 +345,57 @@ fn with_a_wake_word_only_what_follows_the_phrase_is_answered() {
     assert!(turns[1]["wake"].is_null(), "a follow-up: {}", turns[1]);
 }
 
+/// "Set the volume to three" turns the speaker down: the same reply, asked before and after,
+/// plays at the level squared (30% is a gain of 0.09) in what the speaker played.
+#[test]
+fn the_volume_skill_turns_the_speaker_down() {
+    let _one = one_at_a_time();
+    let d = scratch("volume");
+    let input = d.join("volume.wav");
+    recording(
+        &input,
+        &[
+            spoken("What time is it?"),
+            silence(3.0),
+            spoken("Set the volume to three."),
+            // Room for Whisper on a busy host: speech over an unanswered turn interrupts it.
+            silence(6.0),
+            spoken("What time is it?"),
+            silence(1.5),
+        ],
+    );
+    let reply = d.join("reply.wav");
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        reply.to_str().unwrap(),
+        "--clock",
+        "2026-12-05T21:07",
+    ]);
+    assert_eq!(turns.len(), 3, "{turns:#?}");
+    assert_eq!(turns[1]["skill"]["intent"], "volume_set", "{}", turns[1]);
+    assert_mentions("confirmation", field(&turns[1], "reply"), "30 percent");
+    assert_eq!(turns[0]["reply"], turns[2]["reply"]);
+    // The recording is the turns' audio one after the other.
+    let (samples, _) = wav::read_16k_mono(&reply).unwrap();
+    let mut at = 0.0;
+    let mut peaks = Vec::new();
+    for t in &turns {
+        let len = ms(&t["spoken_s"]);
+        let (a, b) = ((at + 0.05) * 16_000.0, (at + len - 0.05) * 16_000.0);
+        let seg = &samples[(a as usize).min(samples.len())..(b as usize).min(samples.len())];
+        peaks.push(seg.iter().fold(0.0f32, |m, x| m.max(x.abs())));
+        at += len;
+    }
+    let ratio = peaks[2] / peaks[0];
+    assert!(peaks[0] > 0.05, "the first reply is heard: {peaks:?}");
+    assert!(
+        (0.07..0.11).contains(&ratio),
+        "after: {ratio} of before ({peaks:?})"
+    );
+}
+
 #[test]
 fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let _one = one_at_a_time();

@@ -9,6 +9,7 @@ pub mod playback;
 pub mod replay;
 pub mod resample;
 pub mod speaker;
+pub mod volume;
 pub mod wav;
 
 use anyhow::Result;

@@ -87,9 +87,16 @@ pub struct PlaybackShared {
     tap: Mutex<Option<rtrb::Consumer<f32>>>,
     /// When the renderer first ran ([`super::aec::stamp`]; 0 before).
     started: Arc<AtomicU64>,
+    /// Applied by the player to what it queues.
+    volume: super::volume::Volume,
 }
 
 impl PlaybackShared {
+    /// The speaker's volume (the player scales what it queues by its gain).
+    pub fn volume(&self) -> &super::volume::Volume {
+        &self.volume
+    }
+
     /// Stops playback now: queued audio is dropped at the renderer's next block. Returns the
     /// new epoch.
     pub fn stop(&self) -> u64 {
@@ -179,6 +186,7 @@ pub fn channel(rate: u32, buffer_ms: u32) -> (Player, Renderer) {
         echo: Arc::new(EchoReference::new()),
         tap: Mutex::new(Some(tap_consumer)),
         started: Arc::new(AtomicU64::new(0)),
+        volume: Default::default(),
     });
     (
         Player {
@@ -222,6 +230,7 @@ impl Player {
             resampled = resample::resample(samples, rate, self.shared.rate)?;
             &resampled[..]
         };
+        let gain = self.shared.volume.gain();
         let mut pos = 0;
         let mut last_progress = Instant::now();
         while pos < samples.len() {
@@ -232,7 +241,7 @@ impl Player {
             let n = self.producer.slots().min(samples.len() - pos);
             if n > 0 {
                 if let Ok(chunk) = self.producer.write_chunk_uninit(n) {
-                    chunk.fill_from_iter(samples[pos..pos + n].iter().copied());
+                    chunk.fill_from_iter(samples[pos..pos + n].iter().map(|s| s * gain));
                 }
                 pos += n;
                 self.pushed += n as u64;

@@ -199,6 +199,8 @@ pub fn converse(
     let skills = opts.skills.clone();
     let clock = opts.clock.restarted();
     let timers = SharedTimers::default();
+    // The volume skill turns the speaker's volume (none when replies are printed).
+    let volume = playback.as_ref().map(|p| p.volume().clone());
 
     std::thread::scope(|scope| -> Result<Vec<TurnReport>> {
         let (c, tx, to_speech) = (cancel.clone(), ev_tx.clone(), speech_tx.clone());
@@ -214,6 +216,7 @@ pub fn converse(
                     skills.as_ref(),
                     &think_clock,
                     &think_timers,
+                    volume.as_ref(),
                     &c,
                     &to_speech,
                     &tx,

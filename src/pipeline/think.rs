@@ -1,6 +1,7 @@
 //! The thinking thread: Whisper on each utterance, then the model's reply streamed in
 //! sentence-sized chunks to the speaking thread.
 
+use crate::audio::volume::Volume;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ pub fn think(
     skills: Option<&Skills>,
     clock: &Clock,
     timers: &SharedTimers,
+    volume: Option<&Volume>,
     cancel: &Cancel,
     to_speech: &SyncSender<ToSpeech>,
     events: &SyncSender<Ev>,
@@ -87,6 +89,7 @@ pub fn think(
                     at_s: heard_s,
                     last_reply: last_reply.as_deref(),
                     timers: &mut timers,
+                    volume,
                 },
             )
         }) {

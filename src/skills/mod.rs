@@ -49,11 +49,17 @@ pub enum Intent {
     AlarmCancel,
     /// A timer or alarm went off (the conductor's turn, not something the user said).
     TimerDone,
+    /// "Louder", "turn it up".
+    VolumeUp,
+    /// "Quieter", "turn the volume down".
+    VolumeDown,
+    /// "Set the volume to 7" (0-10) or "to 70 percent" (slot `a`).
+    VolumeSet,
 }
 
 /// The intents a phrases file may name.
 const INTENT_NAMES: &str = "time, date, day, sum, units, help, stop, repeat, timer, timer_left, \
-                            timer_cancel, timer_list, alarm, alarm_cancel";
+                            timer_cancel, timer_list, alarm, alarm_cancel, volume_up, volume_down, volume_set";
 
 impl Intent {
     fn from_name(s: &str) -> Option<Intent> {
@@ -72,6 +78,9 @@ impl Intent {
             "timer_list" => Intent::TimerList,
             "alarm" => Intent::Alarm,
             "alarm_cancel" => Intent::AlarmCancel,
+            "volume_up" => Intent::VolumeUp,
+            "volume_down" => Intent::VolumeDown,
+            "volume_set" => Intent::VolumeSet,
             _ => return None,
         })
     }
@@ -172,6 +181,8 @@ pub struct Ask<'a> {
     /// What was said last, for "repeat that".
     pub last_reply: Option<&'a str>,
     pub timers: &'a mut timers::Timers,
+    /// The speaker's volume; `None` without a speaker (replies printed).
+    pub volume: Option<&'a crate::audio::volume::Volume>,
 }
 
 /// One element of a pattern.
@@ -193,6 +204,8 @@ enum Part {
     Name,
     /// "all", "every" or "both": the request is for every timer (slot `all`).
     All,
+    /// "percent" or "per cent" after a number (slot `percent`).
+    Percent,
 }
 
 #[derive(Debug, Clone)]
@@ -264,10 +277,17 @@ impl Skills {
     /// cancels change there); `None` when it asks for something else (the model answers it).
     /// A [`Intent::Stop`] answer is empty: nothing is said.
     pub fn answer(&self, transcript: &str, ask: &mut Ask<'_>) -> Option<SkillAnswer> {
-        let words = request_words(transcript);
-        let core = strip_fillers(&words);
+        // "70%" is said "70 percent" (the normalizer drops the sign).
+        let words = request_words(&transcript.replace('%', " percent"));
+        let mut core = strip_fillers(&words);
         if core.is_empty() {
             return None;
+        }
+        // Whisper sometimes writes a short request twice ("Turn the volume to 3. Turn the
+        // volume to 3."): one of them is the request.
+        let half = core.len() / 2;
+        if core.len().is_multiple_of(2) && core[..half] == core[half..] {
+            core = &core[..half];
         }
         for p in &self.patterns {
             let mut slots = BTreeMap::new();
@@ -325,6 +345,7 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Part>> {
                 "at" => Part::ClockTime,
                 "name" => Part::Name,
                 "all" => Part::All,
+                "percent" => Part::Percent,
                 other => bail!("unknown slot {{{other}}} in {pattern:?}"),
             },
             Some(c @ ('[' | '(')) => {
@@ -459,6 +480,21 @@ fn matches(parts: &[Part], words: &[String], slots: &mut BTreeMap<String, String
             }
             _ => false,
         },
+        Part::Percent => {
+            let n = match (
+                words.first().map(String::as_str),
+                words.get(1).map(String::as_str),
+            ) {
+                (Some("percent"), _) => 1,
+                (Some("per"), Some("cent")) => 2,
+                _ => return false,
+            };
+            slots.insert("percent".into(), "percent".into());
+            matches(rest, &words[n..], slots) || {
+                slots.remove("percent");
+                false
+            }
+        }
         Part::Unit(name) => match words.first().and_then(|w| unit_seconds(w)) {
             Some(_) => {
                 slots.insert(name.clone(), words[0].clone());
@@ -601,8 +637,29 @@ fn respond(intent: Intent, slots: &BTreeMap<String, String>, ask: &mut Ask<'_>) 
             Some(r) if !r.trim().is_empty() => r.to_string(),
             _ => "I haven't said anything yet.".into(),
         },
+        Intent::VolumeUp | Intent::VolumeDown | Intent::VolumeSet => {
+            let Some(v) = ask.volume else {
+                return Some("I have no speaker to change the volume of.".into());
+            };
+            use crate::audio::volume::STEP;
+            let level = match intent {
+                Intent::VolumeUp => v.step(STEP),
+                Intent::VolumeDown => v.step(-STEP),
+                _ => {
+                    let n: f64 = slots.get("a")?.parse().ok()?;
+                    if !(0.0..=100.0).contains(&n) {
+                        return Some("The volume goes from 0 to 10, or 0 to 100 percent.".into());
+                    }
+                    // "to 7" is out of ten; "to 70" (or "70 percent") is percent.
+                    let said_percent = slots.contains_key("percent") || n > 10.0;
+                    v.set(if said_percent { n } else { n * 10.0 }.round() as i32)
+                }
+            };
+            format!("Volume {level} percent.")
+        }
         Intent::Help => "I can tell you the time, the date and the day of the week, set \
-                         timers and alarms, do sums, and answer short questions."
+                         timers and alarms, do sums, change my volume, and answer short \
+                         questions."
             .into(),
     })
 }

@@ -17,6 +17,7 @@ impl AnswerAt for Skills {
                 at_s: 0.0,
                 last_reply: last,
                 timers: &mut timers,
+                volume: Some(&crate::audio::volume::Volume::default()),
             },
         )
     }
@@ -145,6 +146,41 @@ const TABLE: &[(&str, Option<Intent>, &str)] = &[
     ("What can I ask you?", Some(Intent::Help), "sums"),
     ("Help.", Some(Intent::Help), "date"),
     ("What time is it, thank you.", Some(Intent::Time), "9:07"),
+    ("Turn it up.", Some(Intent::VolumeUp), "100 percent"),
+    ("Louder, please.", Some(Intent::VolumeUp), "100 percent"),
+    ("Quieter.", Some(Intent::VolumeDown), "90 percent"),
+    (
+        "Turn the volume down.",
+        Some(Intent::VolumeDown),
+        "90 percent",
+    ),
+    (
+        "Set the volume to 7.",
+        Some(Intent::VolumeSet),
+        "70 percent",
+    ),
+    (
+        "Set the volume to seven.",
+        Some(Intent::VolumeSet),
+        "70 percent",
+    ),
+    ("Volume 30%.", Some(Intent::VolumeSet), "30 percent"),
+    (
+        "Turn the volume to 3. Turn the volume to 3.",
+        Some(Intent::VolumeSet),
+        "30 percent",
+    ),
+    (
+        "Set the volume to 10 percent.",
+        Some(Intent::VolumeSet),
+        "10 percent",
+    ),
+    (
+        "Turn the volume to 200.",
+        Some(Intent::VolumeSet),
+        "0 to 10",
+    ),
+    ("What is the volume of a sphere?", None, ""),
     ("Stop.", Some(Intent::Stop), ""),
     ("Stop talking!", Some(Intent::Stop), ""),
     ("Never mind.", Some(Intent::Stop), ""),
@@ -389,6 +425,7 @@ fn timers_set_by_voice_run_on_the_session_clock() {
                     at_s,
                     last_reply: None,
                     timers: &mut timers,
+                    volume: None,
                 },
             )
             .unwrap_or_else(|| panic!("{heard:?} went to the model"));

@@ -14,6 +14,7 @@ pub mod listen;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;
+pub mod ptt;
 pub mod quant;
 pub mod simd;
 pub mod skills;

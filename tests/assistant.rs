@@ -396,6 +396,44 @@ fn the_volume_skill_turns_the_speaker_down() {
     );
 }
 
+/// Push-to-talk without a wake word: a question asked without a press gets no turn; one
+/// asked as the key goes down (a scripted press, `--ptt at:S`) is answered whole.
+#[test]
+fn a_scripted_key_press_wakes_it_for_one_question() {
+    let _one = one_at_a_time();
+    let d = scratch("ptt");
+    let input = d.join("ptt.wav");
+    let first = spoken("What is two plus two?");
+    let press_s = (first.len() as f64 / 16_000.0 + 3.0 + 0.2).to_string();
+    recording(
+        &input,
+        &[
+            first,
+            silence(3.0),
+            spoken("What time is it?"),
+            silence(1.5),
+        ],
+    );
+    let turns = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--clock",
+        "2026-12-05T21:07",
+        "--ptt",
+        &format!("at:{press_s}"),
+    ]);
+    assert_eq!(turns.len(), 1, "{turns:#?}");
+    assert_eq!(turns[0]["skill"]["intent"], "time", "{}", turns[0]);
+    assert_eq!(turns[0]["wake"]["head"], "push-to-talk", "{}", turns[0]);
+    assert_mentions("time", field(&turns[0], "reply"), "9:07 pm");
+    // Nothing of the question was cut: Whisper heard all of it.
+    assert_mentions(
+        "transcript",
+        field(&turns[0], "transcript"),
+        "what time is it",
+    );
+}
+
 #[test]
 fn speaking_over_a_reply_stops_it_and_the_new_question_is_answered() {
     let _one = one_at_a_time();

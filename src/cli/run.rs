@@ -13,6 +13,7 @@ use edgevox::board::Board;
 use edgevox::board::budget::{self, Choice, ModelSizes};
 use edgevox::llm::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, SamplingParams};
 use edgevox::pipeline::{self, Brain, Hearing, LoopOptions, Output, TurnReport};
+use edgevox::ptt::Ptt;
 use edgevox::skills::{Clock, Skills};
 use edgevox::tts::{Voice, espeak::Espeak};
 use edgevox::wake::{WakeOptions, WakeWord};
@@ -75,6 +76,12 @@ pub struct TalkArgs {
     /// With a wake word: seconds after a reply in which a follow-up needs no wake phrase.
     #[arg(long, default_value_t = LoopOptions::default().follow_up_s)]
     pub follow_up_s: f64,
+    /// Push-to-talk: a press wakes the assistant like the wake phrase (the utterance under
+    /// way or the next one is answered). `stdin` (Enter), `/dev/input/eventN[:KEY_NAME]` (a
+    /// key or GPIO button through evdev; any key when no name is given), or `at:S1,S2,…`
+    /// (presses at seconds of a replay's input). With `--wake off` only presses wake it.
+    #[arg(long)]
+    pub ptt: Option<Ptt>,
 }
 
 impl TalkArgs {
@@ -283,6 +290,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         busy: None,
         budget_bytes: Some(plan.budget_bytes),
         follow_up_s: args.talk.follow_up_s,
+        ptt: args.talk.ptt.clone(),
         skills: (!args.no_skills).then(Skills::builtin),
         clock: match args.clock {
             Some(start) => Clock::starting_at(start),

@@ -38,6 +38,8 @@ pub struct Attention {
     listen_until_s: Option<f64>,
     /// Someone started speaking inside the window: it stays open until their utterance ends.
     held: bool,
+    /// The wake came from push-to-talk: nothing of the utterance is the phrase.
+    pressed: bool,
 }
 
 impl Attention {
@@ -51,7 +53,15 @@ impl Attention {
             woke_at_s: None,
             listen_until_s: None,
             held: false,
+            pressed: false,
         }
+    }
+
+    /// The push-to-talk key went down at `at_s`: as a wake phrase that takes no audio (an
+    /// utterance under way, or starting soon, is the question whole).
+    pub fn pressed(&mut self, at_s: f64) {
+        self.woke_at_s = Some(at_s);
+        self.pressed = true;
     }
 
     /// Speech began at `at_s` (before its utterance is complete): one that began inside the
@@ -65,6 +75,7 @@ impl Attention {
     /// The wake phrase ended at `at_s`.
     pub fn woke(&mut self, at_s: f64) {
         self.woke_at_s = Some(at_s);
+        self.pressed = false;
     }
 
     /// A reply (or a timer's notice) ended at `at_s`: the follow-up window opens.
@@ -94,6 +105,13 @@ impl Attention {
         if let Some(w) = self.woke_at_s {
             if w > start_s && w <= end_s {
                 self.woke_at_s = None;
+                if std::mem::take(&mut self.pressed) {
+                    self.listen_until_s = None;
+                    return Verdict::Turn {
+                        skip_s: 0.0,
+                        woken: true,
+                    };
+                }
                 if end_s - w < self.min_question_s {
                     // "Hey Jarvis." and a pause: wait for the question.
                     self.listen_until_s = Some(end_s + self.follow_up_s);
@@ -191,6 +209,29 @@ mod tests {
         assert!(a.window_closed(33.5));
         assert!(!a.window_closed(34.0), "told once");
         assert_eq!(a.utterance(34.0, 36.0, false), Verdict::Ignore);
+    }
+
+    #[test]
+    fn a_press_takes_no_audio_from_the_question() {
+        let mut a = attention();
+        // Pressed just after speech began (the pre-roll is before it): the whole utterance.
+        a.pressed(3.3);
+        assert_eq!(
+            a.utterance(3.0, 4.0, false),
+            Verdict::Turn {
+                skip_s: 0.0,
+                woken: true
+            }
+        );
+        assert_eq!(a.utterance(10.0, 11.0, false), Verdict::Ignore);
+        a.pressed(20.0);
+        assert_eq!(
+            a.utterance(21.0, 23.0, false),
+            Verdict::Turn {
+                skip_s: 0.0,
+                woken: true
+            }
+        );
     }
 
     #[test]

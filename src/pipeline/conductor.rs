@@ -73,6 +73,8 @@ pub struct Conductor {
     last_wake: Option<Detection>,
     /// Utterances not addressed to the assistant (no wake phrase).
     ignored: usize,
+    /// Scripted push-to-talk presses still to come, in stream seconds.
+    presses: VecDeque<f64>,
 }
 
 impl Conductor {
@@ -110,7 +112,31 @@ impl Conductor {
             position: None,
             last_wake: None,
             ignored: 0,
+            presses: VecDeque::new(),
         }
+    }
+
+    /// Push-to-talk presses at these stream seconds (a replay's script).
+    pub fn with_presses(mut self, at_s: &[f64]) -> Self {
+        self.presses = at_s.iter().copied().collect();
+        self
+    }
+
+    /// The push-to-talk key went down at `at_s`: awake, as after the wake phrase.
+    fn press(&mut self, at_s: f64) {
+        let Some(a) = self.attention.as_mut() else {
+            return;
+        };
+        info!("push-to-talk at {at_s:.2} s");
+        a.pressed(at_s);
+        if self.earcons && self.open.is_empty() {
+            self.outbox.push_back(ToSpeech::Earcon(Earcon::Listening));
+        }
+        self.last_wake = Some(Detection {
+            head: "push-to-talk".into(),
+            score: 1.0,
+            at_s,
+        });
     }
 
     /// Answers only what is addressed to it (see [`Attention`]): the wake phrase, a reply
@@ -129,9 +155,14 @@ impl Conductor {
             .map_or(0.0, |p| p.load(Ordering::Acquire) as f64 / 16_000.0)
     }
 
-    /// The follow-up window passed unused: asleep again.
+    /// The follow-up window passed unused: asleep again. Scripted presses that are due
+    /// happen here too.
     fn check_window(&mut self) {
         let now_s = self.stream_s();
+        while self.presses.front().is_some_and(|&t| t <= now_s) {
+            let t = self.presses.pop_front().unwrap_or(now_s);
+            self.press(t);
+        }
         if self.open.is_empty()
             && let Some(a) = self.attention.as_mut()
             && a.window_closed(now_s)
@@ -206,8 +237,8 @@ impl Conductor {
         let window = self
             .attention
             .as_ref()
-            .filter(|a| a.listening())
-            .map(|_| Duration::from_millis(100));
+            .filter(|a| a.listening() || !self.presses.is_empty())
+            .map(|_| Duration::from_millis(20));
         [timer, outbox, window].into_iter().flatten().min()
     }
 
@@ -483,6 +514,10 @@ impl Conductor {
                 if let Some(o) = self.open.get_mut(&turn) {
                     o.report.error.get_or_insert(error);
                 }
+            }
+            Ev::Press => {
+                let at_s = self.stream_s();
+                self.press(at_s);
             }
             Ev::Spoken { turn, at, played_s } => {
                 let now_s = self.stream_s();

@@ -76,6 +76,8 @@ pub enum Ev {
         /// Seconds the device played for this turn.
         played_s: f64,
     },
+    /// The push-to-talk key went down.
+    Press,
 }
 
 /// Turns numbered up to this are interrupted.

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use log::{info, warn};
+use log::{error, info, warn};
 
 use super::attention::Attention;
 use super::conductor::{Conductor, SharedTimers};
@@ -24,6 +24,7 @@ use crate::audio::replay::{ReplayDevice, ReplayOptions};
 use crate::audio::{Source, wav};
 use crate::listen::{self, EchoGuard, Listener};
 use crate::llm::Chat;
+use crate::ptt::Ptt;
 use crate::skills::{Clock, Skills};
 use crate::tts::Voice;
 use crate::tts::earcon::Earcon;
@@ -57,6 +58,8 @@ pub struct LoopOptions {
     pub clock: Clock,
     /// With a wake word: seconds after a reply during which a follow-up needs no wake phrase.
     pub follow_up_s: f64,
+    /// Push-to-talk: a press wakes the assistant like the wake phrase (with or without one).
+    pub ptt: Option<Ptt>,
 }
 
 impl Default for LoopOptions {
@@ -70,6 +73,7 @@ impl Default for LoopOptions {
             skills: Some(Skills::builtin()),
             clock: Clock::system(),
             follow_up_s: 8.0,
+            ptt: None,
         }
     }
 }
@@ -179,7 +183,7 @@ pub fn converse(
     opts: &LoopOptions,
     mut on_turn: impl FnMut(&TurnReport),
 ) -> Result<Vec<TurnReport>> {
-    let attention = listener.has_wake().then(|| {
+    let attention = (listener.has_wake() || opts.ptt.is_some()).then(|| {
         let silence_s = listener.endpoint().end_silence_ms as f64 / 1000.0;
         (
             Attention::new(opts.follow_up_s, silence_s),
@@ -188,6 +192,17 @@ pub fn converse(
     });
     let (ev_tx, events) = mpsc::sync_channel::<Ev>(64);
     let _listen_thread = listen::spawn_into(listener, ev_tx.clone(), Ev::Heard)?;
+    let mut ptt = opts.ptt.clone();
+    if let Some(p) = &ptt {
+        let tx = ev_tx.clone();
+        if let Err(e) = p.spawn(move || {
+            let _ = tx.try_send(Ev::Press);
+        }) {
+            // Keep going with what works: the wake word, or nothing addressed at all.
+            error!("{e:#}; running without push-to-talk");
+            ptt = None;
+        }
+    }
     let playback = match &output {
         Output::Speaker { player, .. } => Some(player.shared().clone()),
         Output::Text(_) => None,
@@ -238,6 +253,9 @@ pub fn converse(
             Conductor::new(cancel, playback, speech_tx.clone(), clock, timers, opts);
         if let Some((attention, position)) = attention {
             conductor = conductor.with_attention(attention, position);
+        }
+        if let Some(Ptt::At(script)) = &ptt {
+            conductor = conductor.with_presses(script);
         }
         let result = conductor.run(&events, &job_tx, origin, opts.max_turns, &mut on_turn);
         // Closing the job queue ends the thinking thread, which ends the speaking thread.

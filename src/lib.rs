@@ -10,6 +10,7 @@ pub mod artefact;
 pub mod asr;
 pub mod audio;
 pub mod board;
+pub mod cache;
 pub mod listen;
 pub mod llm;
 pub mod metrics;

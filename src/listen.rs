@@ -16,34 +16,28 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::audio::Source;
+use crate::audio::doubletalk::Geigel;
 use crate::audio::playback::EchoReference;
 use crate::vad::{EndpointConfig, Endpointer, SpeechDetector, Utterance, WINDOW};
 use crate::wake::{Detection, WakeWord};
 
-/// The echo guard: a block-wise Geigel double-talk detector. While the speaker plays, a
-/// microphone window counts as the user's speech only if its peak exceeds `ratio` times the
-/// loudest block the speaker played within `window` (which covers the echo path's delay and
-/// the listener's lag). The speaker's echo alone stays under that; a user talking over it
-/// does not. `ratio` must exceed the device's speaker-to-microphone coupling.
+/// The echo guard: while the speaker plays, a microphone window counts as the user's speech
+/// only if it is double talk by Geigel's rule ([`Geigel`]) against the loudest block the
+/// speaker played within `window` (which covers the echo path's delay and the listener's
+/// lag). The speaker's echo alone stays under it; a user talking over it does not.
 #[derive(Clone)]
 pub struct EchoGuard {
     pub reference: Arc<EchoReference>,
-    pub ratio: f32,
+    pub geigel: Geigel,
     pub window: Duration,
 }
 
 impl EchoGuard {
-    /// Playback quieter than this is not worth guarding against.
-    const QUIET: f32 = 1e-3;
-
     /// True when the window may be the speaker's echo rather than the user.
     fn gates(&self, window: &[f32]) -> bool {
-        let reference = self.reference.recent_peak(self.window);
-        if reference < Self::QUIET {
-            return false;
-        }
-        let mic = crate::simd::peak_abs(window);
-        mic < self.ratio * reference
+        let speaker = self.reference.recent_peak(self.window);
+        self.geigel
+            .may_be_echo(crate::simd::peak_abs(window), speaker)
     }
 }
 

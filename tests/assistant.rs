@@ -34,9 +34,14 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn question(name: &str) -> Vec<f32> {
-    wav::read_16k_mono(&cache().join("speech/synthetic").join(format!("{name}.wav")))
-        .unwrap()
-        .0
+    wav::read_16k_mono(
+        &cache()
+            .speech()
+            .join("synthetic")
+            .join(format!("{name}.wav")),
+    )
+    .unwrap()
+    .0
 }
 
 fn silence(secs: f32) -> Vec<f32> {
@@ -52,7 +57,7 @@ fn run(args: &[&str]) -> Vec<Value> {
     let o = Command::new(env!("CARGO_BIN_EXE_edgevox"))
         .arg("run")
         .args(args)
-        .env("EDGEVOX_CACHE", cache())
+        .env("EDGEVOX_CACHE", cache().root())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -63,7 +68,7 @@ fn run(args: &[&str]) -> Vec<Value> {
 }
 
 fn whisper() -> Whisper {
-    Whisper::load(&asr::model_path(&cache().join("whisper"), "q8_0", true).unwrap()).unwrap()
+    Whisper::load(&asr::model_path(&cache().whisper(), "q8_0", true).unwrap()).unwrap()
 }
 
 fn ms(v: &Value) -> f64 {
@@ -593,7 +598,7 @@ fn failures_inside_turns_are_told_to_the_user_and_the_loop_goes_on() {
         inner: whisper(),
         turn: 0,
     };
-    let model = LlmModel::load(&cache().join("smollm2/q4_1"), &LoadOptions::default()).unwrap();
+    let model = LlmModel::load(&cache().llm("q4_1"), &LoadOptions::default()).unwrap();
     // A small context, so the third turn's question cannot fit.
     let mut chat = Chat::new(
         model,
@@ -605,7 +610,7 @@ fn failures_inside_turns_are_told_to_the_user_and_the_loop_goes_on() {
     )
     .unwrap();
     let hearing = Hearing {
-        detector: vad::detector(&cache().join("vad/silero_vad_op18_ifless.onnx")).unwrap(),
+        detector: vad::detector(&cache().vad_model()).unwrap(),
         endpoint: EndpointConfig::default(),
         barge_in_ms: 96,
         echo_ratio: 0.6,
@@ -711,7 +716,7 @@ fn a_speaker_that_fails_mid_reply_is_reported_and_the_loop_goes_on() {
 /// `edgevox -v run` live, the microphone being the `edgevox_test` ALSA device playing the
 /// capital question, and `speaker` the output; returns the log and the first turn.
 fn live_run(name: &str, speaker: &str) -> (String, Value) {
-    let clip = cache().join("speech/synthetic/capital.wav");
+    let clip = cache().synthetic("capital.wav");
     let (home, _) = alsa_capture_home(name, &clip);
     let o = edgevox_with_home(
         &home,

@@ -12,7 +12,7 @@ use serde_json::Value;
 fn edgevox(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_edgevox"))
         .args(args)
-        .env("EDGEVOX_CACHE", cache())
+        .env("EDGEVOX_CACHE", cache().root())
         .output()
         .unwrap()
 }
@@ -74,10 +74,7 @@ fn every_board_is_planned_and_one_over_budget_is_refused_with_the_numbers() {
         "--board",
         tight.to_str().unwrap(),
         "--input",
-        cache()
-            .join("speech/synthetic/capital.wav")
-            .to_str()
-            .unwrap(),
+        cache().synthetic("capital.wav").to_str().unwrap(),
     ]);
     assert!(!o.status.success());
     let e = stderr(&o);

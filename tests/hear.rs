@@ -28,21 +28,21 @@ fn cpu_turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn whisper_dir() -> PathBuf {
-    cache().join("whisper")
+    cache().whisper()
 }
 
 fn vad_model() -> PathBuf {
-    cache().join("vad/silero_vad_op18_ifless.onnx")
+    cache().vad_model()
 }
 
 fn speech(name: &str) -> PathBuf {
-    cache().join("speech").join(name)
+    cache().speech().join(name)
 }
 
 fn edgevox(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgevox"))
         .args(args)
-        .env("EDGEVOX_CACHE", cache())
+        .env("EDGEVOX_CACHE", cache().root())
         .output()
         .expect("running edgevox")
 }
@@ -127,7 +127,7 @@ fn silero_on_tract_matches_onnxruntime() {
         probs: Vec<f32>,
     }
     let r: Ref = serde_json::from_str(
-        &std::fs::read_to_string(cache().join("refs/vad_beckett.json"))
+        &std::fs::read_to_string(cache().refs().join("vad_beckett.json"))
             .expect("run `make refs` first"),
     )
     .unwrap();
@@ -351,7 +351,7 @@ fn truncated_vad_model_is_a_clear_error() {
     std::fs::create_dir_all(fake_cache.join("vad")).unwrap();
     std::fs::create_dir_all(fake_cache.join("stamps")).unwrap();
     std::fs::copy(
-        cache().join("stamps/silero-vad.json"),
+        cache().stamps().join("silero-vad.json"),
         fake_cache.join("stamps/silero-vad.json"),
     )
     .unwrap();

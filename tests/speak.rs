@@ -29,7 +29,7 @@ fn spoken_reply_is_heard_back_by_whisper() {
     let rms = (samples.iter().map(|x| x * x).sum::<f32>() / samples.len() as f32).sqrt();
     assert!(rms > 0.01, "silent reply (rms {rms})");
 
-    let model = asr::model_path(&cache().join("whisper"), "q8_0", true).unwrap();
+    let model = asr::model_path(&cache().whisper(), "q8_0", true).unwrap();
     let mut whisper = Whisper::load(&model).unwrap();
     let opts = AsrOptions {
         audio_ctx: asr::AudioCtx::Full,

@@ -9,7 +9,7 @@ use edgevox::audio::wav;
 use edgevox::wake::{WakeOptions, WakeWord};
 
 fn wake_dir() -> PathBuf {
-    common::cache().join("wake")
+    common::cache().wake()
 }
 
 fn espeak(text: &str, voice: &str, speed: u32, name: &str) -> Vec<f32> {
@@ -27,7 +27,7 @@ fn espeak(text: &str, voice: &str, speed: u32, name: &str) -> Vec<f32> {
 }
 
 fn real_speech() -> Vec<(String, Vec<f32>)> {
-    let mut clips: Vec<_> = std::fs::read_dir(common::cache().join("speech"))
+    let mut clips: Vec<_> = std::fs::read_dir(common::cache().speech())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wav"))
@@ -59,7 +59,7 @@ fn mix(phrase: &[f32], noise: &[f32], snr_db: f32) -> Vec<f32> {
 
 #[test]
 fn hey_jarvis_is_heard_in_one_breath_with_the_question_also_over_speech() {
-    let (noise, _) = wav::read_16k_mono(&common::cache().join("speech/two_cities.wav")).unwrap();
+    let (noise, _) = wav::read_16k_mono(&common::cache().speech().join("two_cities.wav")).unwrap();
     let mut clean = (0, 0);
     let mut mixed = std::collections::BTreeMap::new();
     for (k, voice) in ["en-us", "en", "en-us+f3"].into_iter().enumerate() {
@@ -126,7 +126,7 @@ fn the_pretrained_heads_do_not_fire_on_real_speech() {
 /// WAV both read): every 80 ms step, each head.
 #[test]
 fn tract_scores_the_phrase_as_onnxruntime_does() {
-    let refs = common::cache().join("refs");
+    let refs = common::cache().refs();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(refs.join("wake_jarvis.json")).unwrap())
             .unwrap();

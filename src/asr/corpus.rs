@@ -32,12 +32,12 @@ struct Entry {
 
 /// Clips of `manifest`, with recorded audio under `cache/speech/` and synthetic audio under
 /// `cache/speech/synthetic/`.
-pub fn load(manifest: &Path, cache: &Path) -> Result<Vec<Clip>> {
+pub fn load(manifest: &Path, cache: &crate::cache::Cache) -> Result<Vec<Clip>> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
     let m: Manifest =
         toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    let speech = cache.join("speech");
+    let speech = cache.speech();
     let mut clips = Vec::new();
     for e in m.recorded {
         let file = e.file.unwrap_or_else(|| format!("{}.wav", e.name));

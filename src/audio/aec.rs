@@ -4,29 +4,30 @@
 //! The speaker's renderer copies every block it plays to the echo tap (see
 //! [`super::playback`]). [`EchoCanceller`] wraps the microphone [`Source`]: it lines the tap
 //! up with the microphone sample for sample, brings it to 16 kHz, and runs an NLMS adaptive
-//! filter ([`Nlms`]) that learns the echo path (the speaker, the air, the microphone and both
+//! filter ([`super::nlms::Nlms`]) that learns the echo path (the speaker, the air, the microphone and both
 //! devices' buffering: up to `tail_ms`) and subtracts its estimate. What is left is the user,
 //! so voice detection, barge-in and Whisper hear the user rather than the reply.
 //!
-//! The filter only learns while the speaker alone is heard: a Geigel double-talk detector
-//! stops adaptation while the microphone is louder than `double_talk_ratio` times what the
+//! The filter only learns while the speaker alone is heard: the Geigel double-talk rule
+//! ([`super::doubletalk`]) stops adaptation while the microphone is louder than `double_talk_ratio` times what the
 //! speaker played within the tail (the user is talking), and for [`HOLD_BLOCKS`] after. A
 //! filter gone numerically wrong (a NaN, or an impossible echo path) is reset.
 //!
 //! Alignment: sample `j` of the tap was played at the same time as microphone sample
 //! `j + offset`. A replay renders and records on one clock (`offset` 0); live, each stream
 //! stamps when its first block was played or captured (the callback's time, corrected by the
-//! latency cpal reports: [`stamp_shifted`]) and the difference gives `offset`. What remains
+//! latency cpal reports: [`super::clock::stamp_shifted`]) and the difference gives `offset`. What remains
 //! (latency the driver does not report, the air) is part of the echo path the filter learns. Two
 //! devices on two clocks drift apart, which no canceller of this kind follows.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use anyhow::Result;
 use log::{info, warn};
 
+use super::doubletalk::Geigel;
+use super::nlms::Nlms;
 use super::resample::Resampler;
 use super::{SAMPLE_RATE, Source, take_from_ring};
 use crate::simd;
@@ -91,114 +92,15 @@ impl AecOptions {
     }
 }
 
-fn clock_base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-/// Records "now" in `cell` unless it already holds a time (nanoseconds since a process-wide
-/// base, never 0). Real-time safe once the base exists: [`EchoCanceller::new`] and the device
-/// openers create it before any callback runs.
-pub fn stamp(cell: &AtomicU64) {
-    stamp_shifted(cell, 0);
-}
-
-/// [`stamp`] of "now + `shift_ns`": a device callback knows when its block is really played
-/// (later) or was really captured (earlier).
-pub fn stamp_shifted(cell: &AtomicU64, shift_ns: i64) {
-    // Stamps are biased by 1,000 s so that one shifted before the base still fits (and
-    // stays clear of 0, "not yet"); only differences between stamps matter.
-    const BIAS_NS: i64 = 1_000_000_000_000;
-    if cell.load(Ordering::Relaxed) == 0 {
-        let now = clock_base().elapsed().as_nanos() as i64 + BIAS_NS;
-        cell.store(
-            now.saturating_add(shift_ns).max(1) as u64,
-            Ordering::Release,
-        );
-    }
-}
-
-/// Creates the base [`stamp`] measures from (call before starting audio streams).
-pub fn init_clock() {
-    clock_base();
-}
-
 /// How the tap lines up with the microphone.
 pub enum Align {
     /// Both start together on one clock (a replay).
     SameClock,
-    /// Each stream stamped its first block ([`stamp`]).
+    /// Each stream stamped its first block ([`super::clock::stamp`]).
     Stamps {
         mic: Arc<AtomicU64>,
         speaker: Arc<AtomicU64>,
     },
-}
-
-/// A normalized least-mean-squares adaptive FIR filter over the far-end (speaker) signal.
-pub struct Nlms {
-    taps: usize,
-    weights: Vec<f32>,
-    /// The far-end history: the window is `history[start..start + taps]`, oldest first; the
-    /// slack after it is filled sample by sample, then the window moves back to the front.
-    history: Vec<f32>,
-    start: usize,
-    /// Sum of squares of the window.
-    power: f32,
-    step: f32,
-    eps: f32,
-}
-
-impl Nlms {
-    pub fn new(taps: usize, step: f32) -> Self {
-        let taps = taps.max(1);
-        Self {
-            taps,
-            weights: vec![0.0; taps],
-            history: vec![0.0; taps + 4096],
-            start: 0,
-            power: 0.0,
-            step,
-            // About -50 dBFS of white noise over the window: keeps quiet passages from
-            // blowing up the step.
-            eps: taps as f32 * 1e-5,
-        }
-    }
-
-    /// Takes the next speaker sample `x` and microphone sample `d`; returns `d` minus the
-    /// estimated echo, and learns from it when `adapt`.
-    #[inline]
-    pub fn process(&mut self, x: f32, d: f32, adapt: bool) -> f32 {
-        if self.start + self.taps == self.history.len() {
-            self.history.copy_within(self.start.., 0);
-            self.start = 0;
-            // Resynchronise the running sum (rounding drift).
-            self.power = simd::sum_squares(&self.history[..self.taps]);
-        }
-        let leaving = self.history[self.start];
-        self.history[self.start + self.taps] = x;
-        self.start += 1;
-        self.power = (self.power + x * x - leaving * leaving).max(0.0);
-        let window = &self.history[self.start..self.start + self.taps];
-        let e = d - simd::dot(&self.weights, window);
-        if adapt {
-            let g = self.step * e / (self.power + self.eps);
-            simd::axpy(&mut self.weights, g, window);
-        }
-        e
-    }
-
-    /// Mean square of the far end over the window.
-    pub fn far_power(&self) -> f32 {
-        self.power / self.taps as f32
-    }
-
-    pub fn reset(&mut self) {
-        self.weights.fill(0.0);
-    }
-
-    pub fn weights(&self) -> &[f32] {
-        &self.weights
-    }
 }
 
 /// What the canceller did, for logs and tests.
@@ -243,7 +145,7 @@ pub struct EchoCanceller {
     /// Microphone samples read so far.
     mic_read: u64,
     nlms: Nlms,
-    ratio: f32,
+    geigel: Geigel,
     /// Peaks of the last blocks of speaker signal, covering the tail.
     far_peaks: Vec<f32>,
     far_peak_pos: usize,
@@ -264,7 +166,7 @@ impl EchoCanceller {
         opts: &AecOptions,
     ) -> Result<Self> {
         opts.check()?;
-        init_clock();
+        super::clock::init();
         let taps = opts.taps();
         Ok(Self {
             mic,
@@ -278,7 +180,7 @@ impl EchoCanceller {
             align: Some(align),
             mic_read: 0,
             nlms: Nlms::new(taps, opts.step),
-            ratio: opts.double_talk_ratio,
+            geigel: Geigel::new(opts.double_talk_ratio),
             far_peaks: vec![0.0; taps.div_ceil(BLOCK) + 1],
             far_peak_pos: 0,
             hold: 0,
@@ -346,8 +248,8 @@ impl EchoCanceller {
         }
         info!(
             "echo canceller: {} taps ({} ms), speaker at {} Hz, offset {offset} samples",
-            self.nlms.taps,
-            self.nlms.taps * 1000 / SAMPLE_RATE as usize,
+            self.nlms.taps(),
+            self.nlms.taps() * 1000 / SAMPLE_RATE as usize,
             self.tap_rate
         );
         self.align = None;
@@ -376,7 +278,7 @@ impl EchoCanceller {
         self.far_peak_pos = (self.far_peak_pos + 1) % self.far_peaks.len();
         let far_peak = self.far_peaks.iter().fold(0.0f32, |m, &p| m.max(p));
         let mic_peak = simd::peak_abs(&self.d_block[..have]);
-        if mic_peak > self.ratio * far_peak {
+        if self.geigel.talking_over(mic_peak, far_peak) {
             if far_peak > 0.0 {
                 self.stats.double_talk_blocks += 1;
             }
@@ -652,20 +554,6 @@ mod tests {
         let (out, stats) = run(mic.clone(), &far, 0, align);
         assert_eq!(out, mic);
         assert_eq!(stats.passed_through, SR as u64);
-    }
-
-    #[test]
-    fn a_stream_is_stamped_once_when_its_first_block_is_heard() {
-        let (plain, early) = (AtomicU64::new(0), AtomicU64::new(0));
-        stamp_shifted(&early, -5_000_000);
-        stamp(&plain);
-        let (p, e) = (plain.load(Ordering::Relaxed), early.load(Ordering::Relaxed));
-        assert!(p > 0 && e > 0);
-        // Captured 5 ms before the callback: stamped (nearly) 5 ms earlier.
-        assert!(p > e && p - e >= 5_000_000 && p - e < 50_000_000, "{p} {e}");
-        // Later blocks do not move it.
-        stamp(&plain);
-        assert_eq!(plain.load(Ordering::Relaxed), p);
     }
 
     #[test]

@@ -189,7 +189,7 @@ pub struct Capture {
     ready: Vec<f32>,
     ready_pos: usize,
     device_name: String,
-    /// When the first block arrived ([`super::aec::stamp`]; 0 before).
+    /// When the first block arrived ([`super::clock::stamp`]; 0 before).
     started: Arc<AtomicU64>,
 }
 
@@ -202,7 +202,7 @@ impl Capture {
         let failure = Arc::new(Mutex::new(None));
         let wanted = opts.device.clone();
         let buffer_ms = opts.buffer_ms.max(50);
-        super::aec::init_clock();
+        super::clock::init();
         let started = Arc::new(AtomicU64::new(0));
         let (overruns_cb, failure_cb, started_cb) =
             (overruns.clone(), failure.clone(), started.clone());
@@ -256,7 +256,7 @@ impl Capture {
         })
     }
 
-    /// When the device delivered its first block, as [`super::aec::stamp`] records it (0
+    /// When the device delivered its first block, as [`super::clock::stamp`] records it (0
     /// before): the echo canceller lines the speaker's signal up with the microphone by it.
     pub fn started(&self) -> Arc<AtomicU64> {
         self.started.clone()
@@ -414,7 +414,7 @@ where
             } = &mut feed;
             let t = info.timestamp();
             let captured_ago = t.callback.duration_since(t.capture).as_nanos() as i64;
-            super::aec::stamp_shifted(started, -captured_ago);
+            super::clock::stamp_shifted(started, -captured_ago);
             // The real-time path: convert and copy what fits; count the rest.
             let room = producer.slots().min(data.len());
             if let Ok(chunk) = producer.write_chunk_uninit(room) {

@@ -5,6 +5,9 @@
 
 pub mod aec;
 pub mod capture;
+pub mod clock;
+pub mod doubletalk;
+pub mod nlms;
 pub mod playback;
 pub mod replay;
 pub mod resample;

@@ -85,7 +85,7 @@ pub struct PlaybackShared {
     echo: Arc<EchoReference>,
     /// The echo tap's reading end, until the echo canceller takes it.
     tap: Mutex<Option<rtrb::Consumer<f32>>>,
-    /// When the renderer first ran ([`super::aec::stamp`]; 0 before).
+    /// When the renderer first ran ([`super::clock::stamp`]; 0 before).
     started: Arc<AtomicU64>,
     /// Applied by the player to what it queues.
     volume: super::volume::Volume,
@@ -148,7 +148,7 @@ impl PlaybackShared {
         self.tap.lock().ok()?.take()
     }
 
-    /// When the renderer first ran, as [`super::aec::stamp`] records it (0 before).
+    /// When the renderer first ran, as [`super::clock::stamp`] records it (0 before).
     pub fn started(&self) -> Arc<AtomicU64> {
         self.started.clone()
     }
@@ -170,7 +170,7 @@ pub struct Renderer {
 
 /// A player and renderer at `rate` with a ring of `buffer_ms`.
 pub fn channel(rate: u32, buffer_ms: u32) -> (Player, Renderer) {
-    super::aec::init_clock();
+    super::clock::init();
     let cap = (rate as usize * buffer_ms.max(20) as usize / 1000).max(256);
     let (producer, consumer) = rtrb::RingBuffer::new(cap);
     // Two seconds of echo reference, as much as the microphone's ring holds.
@@ -307,14 +307,14 @@ impl Renderer {
     /// Records when the first block is heard, `latency_ns` after this call (a device callback
     /// knows; without one, the first [`Self::render`] stamps "now").
     pub fn stamp_start(&self, latency_ns: i64) {
-        super::aec::stamp_shifted(&self.shared.started, latency_ns);
+        super::clock::stamp_shifted(&self.shared.started, latency_ns);
     }
 
     /// Fills `out` with queued samples and silence after them; returns how many were queued
     /// audio. Real-time safe: no allocation, no lock, no blocking.
     pub fn render(&mut self, out: &mut [f32]) -> usize {
         let shared = &*self.shared;
-        super::aec::stamp(&shared.started);
+        super::clock::stamp(&shared.started);
         if shared.flush.load(Ordering::Acquire) {
             let n = self.consumer.slots();
             if let Ok(chunk) = self.consumer.read_chunk(n) {

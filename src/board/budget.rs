@@ -106,17 +106,16 @@ pub struct ModelSizes {
 }
 
 impl ModelSizes {
-    /// Reads `whisper/whisper.json`, `smollm2/*/llm.json` and the VAD file's size under
-    /// `cache`.
-    pub fn read(cache: &Path, vad: &Path) -> Result<ModelSizes> {
-        let wpath = cache.join("whisper/whisper.json");
+    /// Reads `whisper/whisper.json`, `smollm2/*/llm.json` in `cache` and the VAD file's size.
+    pub fn read(cache: &crate::cache::Cache, vad: &Path) -> Result<ModelSizes> {
+        let wpath = cache.whisper().join("whisper.json");
         let whisper: WhisperMeta = serde_json::from_str(
             &std::fs::read_to_string(&wpath)
                 .with_context(|| format!("{} is missing (run `make models`)", wpath.display()))?,
         )
         .with_context(|| format!("{}: not a whisper.json", wpath.display()))?;
         let mut llm = Vec::new();
-        let dir = cache.join("smollm2");
+        let dir = cache.llms();
         for entry in std::fs::read_dir(&dir)
             .with_context(|| format!("{} is missing (run `make models`)", dir.display()))?
         {

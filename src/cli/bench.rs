@@ -83,8 +83,23 @@ pub struct E2eBenchArgs {
     clip: Vec<std::path::PathBuf>,
     #[arg(long, default_value = "models/testdata/speech.toml")]
     manifest: std::path::PathBuf,
+    /// With --wake: the phrase said (by espeak-ng) before each question, in the same breath;
+    /// default: the pretrained head's own phrase ("Hey Jarvis" for hey_jarvis).
+    #[arg(long)]
+    wake_phrase: Option<String>,
     #[command(flatten)]
     talk: super::run::TalkArgs,
+}
+
+/// The phrase a pretrained openWakeWord head listens for.
+fn wake_phrase_of(head: &str) -> Option<&'static str> {
+    Some(match head {
+        "hey_jarvis" => "Hey Jarvis,",
+        "alexa" => "Alexa,",
+        "hey_mycroft" => "Hey Mycroft,",
+        "hey_rhasspy" => "Hey Rhasspy,",
+        _ => return None,
+    })
 }
 
 #[derive(Args, Debug)]
@@ -167,14 +182,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 fn bench_wake(args: &WakeBenchArgs) -> Result<Value> {
     use edgevox::audio::wav;
     use edgevox::wake::{PRETRAINED, WakeOptions, WakeWord};
-    let dir = super::cache_dir().join("wake");
+    let dir = super::cache().wake();
     let heads: Vec<String> = if args.heads.is_empty() {
         PRETRAINED.iter().map(|h| h.to_string()).collect()
     } else {
         args.heads.clone()
     };
     let clips = if args.clip.is_empty() {
-        let speech = super::cache_dir().join("speech");
+        let speech = super::cache().speech();
         let mut c: Vec<_> = std::fs::read_dir(&speech)
             .map_err(|e| anyhow::anyhow!("{}: {e} (run `make models`)", speech.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -262,7 +277,8 @@ fn ns_per_call(runs: usize, batch: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn bench_kernels(args: &KernelBenchArgs) -> Value {
-    use edgevox::audio::aec::{AecOptions, Nlms};
+    use edgevox::audio::aec::AecOptions;
+    use edgevox::audio::nlms::Nlms;
     use edgevox::simd::{self, portable};
     use std::hint::black_box;
     // Real sizes: SmolLM2's vocabulary, a 10 ms block at 48 kHz, a Silero/energy window, a
@@ -745,9 +761,9 @@ fn bench_asr(args: &AsrBenchArgs) -> Result<Value> {
 
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let clips = if args.clip.is_empty() {
-        corpus::load(&args.manifest, &super::cache_dir())?
+        corpus::load(&args.manifest, &super::cache())?
     } else {
-        let known = corpus::load(&args.manifest, &super::cache_dir()).unwrap_or_default();
+        let known = corpus::load(&args.manifest, &super::cache()).unwrap_or_default();
         args.clip
             .iter()
             .map(|p| corpus::Clip {
@@ -885,7 +901,7 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
     use edgevox::pipeline::{self, Brain, LoopOptions};
 
     let clips: Vec<std::path::PathBuf> = if args.clip.is_empty() {
-        corpus::load(&args.manifest, &super::cache_dir())?
+        corpus::load(&args.manifest, &super::cache())?
             .into_iter()
             .filter(|c| c.synthetic)
             .map(|c| c.path)
@@ -898,6 +914,40 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
     let mut chat = args.talk.chat(&args.llm)?;
     let out_dir = std::env::temp_dir().join(format!("edgevox-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
+    // With a wake word the assistant starts asleep: each question is said after the phrase, in
+    // one breath, as a user would ("Hey Jarvis, what is the capital of France?").
+    let wake = args.talk.wake.as_deref().filter(|w| *w != "off");
+    let names: Vec<Option<String>> = clips
+        .iter()
+        .map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let clips = match wake {
+        None => clips,
+        Some(head) => {
+            use edgevox::audio::{SAMPLE_RATE, resample, wav};
+            let phrase = match (&args.wake_phrase, wake_phrase_of(head)) {
+                (Some(p), _) => p.clone(),
+                (None, Some(p)) => p.to_string(),
+                (None, None) => anyhow::bail!(
+                    "--wake {head}: say which phrase to put before the questions (--wake-phrase)"
+                ),
+            };
+            let said = args.talk.voice().synthesize(&phrase)?;
+            let mut lead = resample::to_16k(&said.samples, said.rate)?;
+            lead.resize(lead.len() + SAMPLE_RATE as usize / 5, 0.0);
+            let mut woken = Vec::new();
+            for (i, clip) in clips.iter().enumerate() {
+                let (question, _) = wav::read_16k_mono(clip)?;
+                let mut x = vec![0.0; SAMPLE_RATE as usize / 2];
+                x.extend_from_slice(&lead);
+                x.extend_from_slice(&question);
+                let path = out_dir.join(format!("wake{i}.wav"));
+                wav::write_mono_i16(&path, &x, SAMPLE_RATE)?;
+                woken.push(path);
+            }
+            woken
+        }
+    };
     let (mut transcript, mut first_token, mut first_audio, mut done) =
         (vec![], vec![], vec![], vec![]);
     let mut turns = Vec::new();
@@ -927,7 +977,8 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
             first_audio.extend(r.timeline.first_audio_ms);
             done.push(r.timeline.turn_done_ms);
             turns.push(json!({
-                "clip": clip.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "clip": names[i],
+                "wake": r.wake,
                 "transcript": r.transcript,
                 "reply": r.reply,
                 "spoken_s": r.spoken_s,
@@ -939,6 +990,8 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
     Ok(json!({
         "bench": "e2e",
         "questions": clips.len(),
+        "answered": turns.len(),
+        "wake": wake.unwrap_or("off"),
         "median_ms_after_end_of_speech": {
             "transcript_ready": median(&transcript),
             "first_token": median(&first_token),

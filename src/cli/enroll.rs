@@ -61,7 +61,7 @@ pub fn run(args: EnrollArgs) -> Result<()> {
             takes.push((p.display().to_string(), x));
         }
     }
-    let dir = super::cache_dir().join("wake");
+    let dir = super::cache().wake();
     let mut front = WakeWord::front_end(&dir)?;
     let phrase = custom::enroll(&mut front, &args.name, &takes, args.margin)?;
     let out = args

@@ -14,13 +14,13 @@ use edgevox::vad::{self, EndpointConfig, SpeechDetector, Utterance};
 use log::warn;
 use serde_json::json;
 
-use super::cache_dir;
+use super::cache;
 
 /// Which Whisper model and how to run it.
 #[derive(Args, Debug, Clone)]
 pub struct AsrArgs {
     /// Directory with whisper.json and the ggml files `make models` converts.
-    #[arg(long, env = "EDGEVOX_WHISPER", default_value_os_t = cache_dir().join("whisper"))]
+    #[arg(long, env = "EDGEVOX_WHISPER", default_value_os_t = cache().whisper())]
     pub whisper_dir: PathBuf,
     /// Model variant: f16, q8_0 or q5_1.
     #[arg(long, default_value = "q8_0")]
@@ -68,7 +68,7 @@ impl AsrArgs {
 #[derive(Args, Debug, Clone)]
 pub struct VadArgs {
     /// Silero VAD ONNX model; the energy detector is used when it is missing.
-    #[arg(long, env = "EDGEVOX_VAD", default_value_os_t = cache_dir().join("vad/silero_vad_op18_ifless.onnx"))]
+    #[arg(long, env = "EDGEVOX_VAD", default_value_os_t = cache().vad_model())]
     pub vad_model: PathBuf,
     /// Use the energy detector even when the Silero model is there.
     #[arg(long)]

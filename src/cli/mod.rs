@@ -124,14 +124,12 @@ impl LlmArgs {
     }
 }
 
-/// `$EDGEVOX_CACHE/smollm2/q4_1`, or `models/cache/smollm2/q4_1` under the working directory.
+/// The default LLM export: `smollm2/q4_1` in the model cache.
 pub fn default_llm_dir() -> PathBuf {
-    cache_dir().join("smollm2").join("q4_1")
+    cache().llm(edgevox::cache::DEFAULT_LLM)
 }
 
-/// `$EDGEVOX_CACHE`, or `models/cache` under the working directory.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("EDGEVOX_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or("models/cache".into())
+/// The model cache: `$EDGEVOX_CACHE`, or `models/cache` under the working directory.
+pub fn cache() -> edgevox::cache::Cache {
+    edgevox::cache::Cache::from_env()
 }

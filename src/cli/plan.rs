@@ -15,7 +15,7 @@ use edgevox::vad;
 use serde::Serialize;
 use serde_json::json;
 
-use super::cache_dir;
+use super::cache;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -31,10 +31,10 @@ pub struct PlanArgs {
     #[arg(long)]
     measure: bool,
     /// The spoken question --measure answers.
-    #[arg(long, default_value_os_t = cache_dir().join("speech/synthetic/capital.wav"))]
+    #[arg(long, default_value_os_t = cache().synthetic("capital.wav"))]
     input: PathBuf,
     /// Silero VAD model.
-    #[arg(long, env = "EDGEVOX_VAD", default_value_os_t = cache_dir().join("vad/silero_vad_op18_ifless.onnx"))]
+    #[arg(long, env = "EDGEVOX_VAD", default_value_os_t = cache().vad_model())]
     vad_model: PathBuf,
 }
 
@@ -48,7 +48,7 @@ struct Stage {
 
 /// The plan for `board` from the models in the cache.
 pub fn board_plan(board: &Board, vad_model: &std::path::Path) -> Result<Plan> {
-    let sizes = ModelSizes::read(&cache_dir(), vad_model)?;
+    let sizes = ModelSizes::read(&cache(), vad_model)?;
     budget::plan(board, &sizes)
 }
 
@@ -113,7 +113,7 @@ fn measure(board: &Board, plan: &Plan, args: &PlanArgs) -> Result<Vec<Stage>> {
         detector.probability(w)?;
     }
     note("vad loaded, question scored");
-    let model = asr::model_path(&cache_dir().join("whisper"), &plan.choice.whisper, true)?;
+    let model = asr::model_path(&cache().whisper(), &plan.choice.whisper, true)?;
     let mut whisper = Whisper::load(&model)?;
     let opts = AsrOptions {
         threads: board.threads.asr,
@@ -122,7 +122,7 @@ fn measure(board: &Board, plan: &Plan, args: &PlanArgs) -> Result<Vec<Stage>> {
     let question = whisper.transcribe(&samples, &opts)?.text;
     note("whisper loaded, question transcribed");
     let llm = LlmModel::load(
-        &cache_dir().join("smollm2").join(&plan.choice.llm),
+        &cache().llm(&plan.choice.llm),
         &LoadOptions {
             threads: board.threads.llm,
             verify_checksums: true,

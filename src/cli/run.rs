@@ -119,7 +119,7 @@ impl TalkArgs {
         if name == "off" {
             return None;
         }
-        let dir = super::cache_dir().join("wake");
+        let dir = super::cache().wake();
         let opts = WakeOptions {
             threshold: self.wake_threshold,
             ..Default::default()
@@ -238,7 +238,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
             args.asr.whisper_model = plan.choice.whisper.clone();
             args.asr.asr_threads = board.threads.asr;
             args.llm.threads = board.threads.llm;
-            args.llm.model_dir = super::cache_dir().join("smollm2").join(&plan.choice.llm);
+            args.llm.model_dir = super::cache().llm(&plan.choice.llm);
             args.talk.context = plan.choice.context;
             args.talk.echo_ratio = board.audio.echo_ratio;
             args.device = args.device.or(board.audio.capture.clone());
@@ -248,7 +248,7 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         }
         None => {
             let board = Board::built_for()?;
-            let sizes = ModelSizes::read(&super::cache_dir(), &args.vad.vad_model)?;
+            let sizes = ModelSizes::read(&super::cache(), &args.vad.vad_model)?;
             let llm = args
                 .llm
                 .model_dir

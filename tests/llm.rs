@@ -19,7 +19,7 @@ fn q4_1() -> Arc<LlmModel> {
     static MODEL: OnceLock<Arc<LlmModel>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            LlmModel::load(&cache().join("smollm2/q4_1"), &LoadOptions::default())
+            LlmModel::load(&cache().llm("q4_1"), &LoadOptions::default())
                 .expect("run `make models` first")
         })
         .clone()
@@ -33,7 +33,7 @@ fn q4_0() -> Arc<LlmModel> {
 
 fn q4_0_with(kv_type: KvType) -> Arc<LlmModel> {
     LlmModel::load(
-        &cache().join("smollm2/q4"),
+        &cache().llm("q4"),
         &LoadOptions {
             kv_type,
             ..Default::default()
@@ -167,7 +167,7 @@ struct OrtRef {
 /// cache, so edgevox uses an f32 cache here too).
 #[test]
 fn tract_matches_onnx_runtime() {
-    let path = cache().join("refs/ort_q4.json");
+    let path = cache().refs().join("ort_q4.json");
     let r: OrtRef =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("make refs")).unwrap();
     let model = q4_0_with(KvType::F32);
@@ -189,6 +189,7 @@ fn tract_matches_onnx_runtime() {
 
 #[derive(Deserialize)]
 struct LlamaRef {
+    source: LlamaSource,
     text: String,
     ids: Vec<u32>,
     top1: Vec<u32>,
@@ -213,9 +214,29 @@ fn teacher_forced_agreement(model: &LlmModel, r: &LlamaRef) -> (f64, Vec<f32>) {
     (same as f64 / r.ids.len() as f64, margins)
 }
 
+#[derive(Deserialize)]
+struct LlamaSource {
+    gguf: String,
+    gguf_sha256: String,
+}
+
+/// llama.cpp's reference, committed (`make refs-llamacpp` writes it), for the GGUF the cache
+/// holds: a reference made from another GGUF is refused rather than compared.
 fn llama_ref() -> LlamaRef {
-    let path = cache().join("refs/llamacpp.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("make refs")).unwrap()
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/testdata/llamacpp_gettysburg.json");
+    let r: LlamaRef = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gguf = cache().llms().join(&r.source.gguf);
+    let fetched = edgevox::artefact::fetched_record(&gguf)
+        .unwrap_or_else(|| panic!("{} has no fetch record (make models)", gguf.display()));
+    assert_eq!(
+        fetched.sha256,
+        r.source.gguf_sha256,
+        "{} was made from another GGUF than {}: run `make refs-llamacpp`",
+        path.display(),
+        gguf.display()
+    );
+    r
 }
 
 #[test]
@@ -242,7 +263,7 @@ fn top1_agreement_with_llama_cpp() {
         r.ids.len()
     );
     let f32_model =
-        LlmModel::load(&cache().join("smollm2/f32"), &LoadOptions::default()).expect("f32 export");
+        LlmModel::load(&cache().llm("f32"), &LoadOptions::default()).expect("f32 export");
     let (exact, exact_margins) = teacher_forced_agreement(&f32_model, &r);
     drop(f32_model);
     let (q4_0, _) = teacher_forced_agreement(&q4_0(), &r);
@@ -291,7 +312,7 @@ fn top1_agreement_with_llama_cpp() {
 
 /// A copy of the q4 export's small files, with `model.onnx` as `onnx` gives it.
 fn broken_export(name: &str, onnx: Option<&[u8]>, tokenizer: bool) -> PathBuf {
-    let src = cache().join("smollm2/q4");
+    let src = cache().llm("q4");
     let dir = std::env::temp_dir().join(format!("edgevox-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(src.join("llm.json"), dir.join("llm.json")).unwrap();
@@ -316,7 +337,7 @@ fn load_error(dir: &std::path::Path) -> String {
 
 #[test]
 fn truncated_corrupted_or_missing_files_are_named() {
-    let good = std::fs::read(cache().join("smollm2/q4/model.onnx")).unwrap();
+    let good = std::fs::read(cache().llm("q4").join("model.onnx")).unwrap();
 
     let dir = broken_export("truncated", Some(&good[..good.len() / 3]), true);
     let err = load_error(&dir);
@@ -350,7 +371,7 @@ fn truncated_corrupted_or_missing_files_are_named() {
 /// them: a short or damaged `weights.bin` is refused, naming the file.
 #[test]
 fn a_truncated_or_corrupted_weight_file_is_named() {
-    let src = cache().join("smollm2/q4_1");
+    let src = cache().llm("q4_1");
     let good = std::fs::read(src.join("weights.bin")).unwrap();
     let copy = |name: &str, weights: &[u8]| {
         let dir = std::env::temp_dir().join(format!("edgevox-{name}-{}", std::process::id()));

@@ -296,8 +296,9 @@ mod tests {
 
     #[test]
     fn feeds_the_input_in_real_time_and_records_what_plays() {
-        let dir = tempfile::tempdir().unwrap();
-        let rec = dir.path().join("played.wav");
+        let dir = std::env::temp_dir().join(format!("edgevox-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = dir.join("played.wav");
         let input: Vec<f32> = (0..8_000).map(|i| (i % 100) as f32 / 1000.0).collect();
         let opts = ReplayOptions {
             speed: 4.0,
@@ -328,6 +329,8 @@ mod tests {
         assert!((stats.played_s - 0.1).abs() < 1e-9);
         let r = hound::WavReader::open(&rec).unwrap();
         assert_eq!(r.len(), 1600);
+        drop(r);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -203,3 +203,83 @@ fn bench_kernels_reports_both_paths_for_every_kernel() {
     let rtf = aec["real_time_factor"].as_f64().unwrap();
     assert!(rtf > 0.0 && rtf < 0.5, "{aec}");
 }
+
+/// `run --show-config`: the resolved settings and the plan, without loading a model.
+fn show_config(args: &[&str]) -> Value {
+    let mut all = vec!["run", "--show-config"];
+    all.extend_from_slice(args);
+    let o = edgevox(&all);
+    assert!(o.status.success(), "{all:?}: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+#[test]
+fn a_flag_wins_over_the_board_profile_which_wins_over_the_default() {
+    use serde_json::json;
+    // Nothing given: the defaults, planned against the board this binary was built for.
+    let none = show_config(&[]);
+    let c = &none["config"];
+    assert_eq!(
+        c["llm_threads"],
+        json!({"value": 1, "from": "default"}),
+        "{none}"
+    );
+    assert_eq!(c["whisper"], json!({"value": "q8_0", "from": "default"}));
+    assert_eq!(c["wake"], json!({"value": "off", "from": "default"}));
+
+    // The profile's values (the Zero 2 W: 4 whisper threads, 2 LLM threads, whisper q5_1).
+    let board = show_config(&["--board", "rpi-zero-2w"]);
+    let c = &board["config"];
+    assert_eq!(c["board"], "rpi-zero-2w");
+    assert_eq!(
+        c["llm_threads"],
+        json!({"value": 2, "from": "board"}),
+        "{board}"
+    );
+    assert_eq!(c["asr_threads"], json!({"value": 4, "from": "board"}));
+    assert_eq!(c["whisper"], json!({"value": "q5_1", "from": "board"}));
+    assert_eq!(c["capture"], json!({"value": "default", "from": "board"}));
+    assert_eq!(board["plan"]["choice"]["wake"], false);
+
+    // A flag beats the profile, setting by setting; the rest stays the profile's. The wake
+    // word a flag asks for is in the plan (its networks' memory), and a context a flag gives
+    // is planned as given.
+    let flagged = show_config(&[
+        "--board",
+        "rpi-zero-2w",
+        "--threads",
+        "1",
+        "--echo-ratio",
+        "0.9",
+        "--wake",
+        "hey_jarvis",
+        "--context",
+        "512",
+    ]);
+    let c = &flagged["config"];
+    assert_eq!(
+        c["llm_threads"],
+        json!({"value": 1, "from": "flag"}),
+        "{flagged}"
+    );
+    assert_eq!(c["asr_threads"], json!({"value": 4, "from": "board"}));
+    assert_eq!(c["echo_ratio"]["from"], "flag");
+    assert!((c["echo_ratio"]["value"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+    assert_eq!(c["wake"], json!({"value": "hey_jarvis", "from": "flag"}));
+    assert_eq!(c["context"], json!({"value": 512, "from": "flag"}));
+    let p = &flagged["plan"];
+    assert_eq!(p["choice"]["wake"], true, "{p}");
+    assert_eq!(p["choice"]["context"], 512);
+    assert!(
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["stage"] == "wake"),
+        "{p}"
+    );
+
+    // The help states the rule.
+    let help = stdout(&edgevox(&["run", "--help"]));
+    assert!(help.contains("a flag (or its environment variable) wins over the board profile"));
+}

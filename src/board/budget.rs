@@ -141,23 +141,48 @@ impl ModelSizes {
     }
 }
 
+/// What the plan must keep as given (`None`: the board's preferences, in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pins {
+    pub whisper: Option<String>,
+    pub llm: Option<String>,
+    pub context: Option<usize>,
+    /// A wake word listened for (`None`: as the board's `[audio] wake` says).
+    pub wake: Option<bool>,
+}
+
 /// Plans `board` with its first choice, falling back (when allowed) to later variants, then
 /// to halved contexts, until a plan fits. Returns the first fitting plan, or the smallest one
 /// tried with `fits == false`.
 pub fn plan(board: &Board, sizes: &ModelSizes) -> Result<Plan> {
-    let wake = board.audio.wake.as_deref().is_some_and(|w| w != "off");
+    plan_pinned(board, sizes, &Pins::default())
+}
+
+/// [`plan`], never falling back on what `pins` fixes (a flag's choice is the user's).
+pub fn plan_pinned(board: &Board, sizes: &ModelSizes, pins: &Pins) -> Result<Plan> {
+    let wake = pins
+        .wake
+        .unwrap_or_else(|| board.audio.wake.as_deref().is_some_and(|w| w != "off"));
+    let whispers = match &pins.whisper {
+        Some(w) => vec![w.clone()],
+        None => board.models.whisper.clone(),
+    };
+    let llms = match &pins.llm {
+        Some(l) => vec![l.clone()],
+        None => board.models.llm.clone(),
+    };
     let first = Choice {
-        whisper: board.models.whisper[0].clone(),
-        llm: board.models.llm[0].clone(),
-        context: board.models.context,
+        whisper: whispers[0].clone(),
+        llm: llms[0].clone(),
+        context: pins.context.unwrap_or(board.models.context),
         wake,
     };
     let mut candidates = vec![first.clone()];
     if board.models.downgrade {
-        let mut context = board.models.context;
+        let mut context = first.context;
         loop {
-            for w in &board.models.whisper {
-                for l in &board.models.llm {
+            for w in &whispers {
+                for l in &llms {
                     let c = Choice {
                         whisper: w.clone(),
                         llm: l.clone(),
@@ -169,7 +194,7 @@ pub fn plan(board: &Board, sizes: &ModelSizes) -> Result<Plan> {
                     }
                 }
             }
-            if context / 2 < MIN_CONTEXT {
+            if pins.context.is_some() || context / 2 < MIN_CONTEXT {
                 break;
             }
             context /= 2;

@@ -515,7 +515,7 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
             kv_type: args.llm.kv_type,
         };
         let before = rss_bytes().unwrap_or(0);
-        let model = LlmModel::load(&args.llm.model_dir, &opts)?;
+        let model = LlmModel::load(&args.llm.dir(), &opts)?;
         let loaded = rss_bytes().unwrap_or(0);
         model_bytes = model.model_bytes;
         let mut row = bench_one(&model, args)?;
@@ -539,7 +539,7 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
     }
     Ok(json!({
         "bench": "llm",
-        "model_dir": args.llm.model_dir,
+        "model_dir": args.llm.dir(),
         "model_bytes": model_bytes,
         "runs": args.runs,
         "by_threads": per_threads,
@@ -998,8 +998,8 @@ fn bench_e2e(args: &E2eBenchArgs) -> Result<Value> {
             "first_audio": median(&first_audio),
             "turn_done": median(&done),
         },
-        "asr": {"model": args.asr.whisper_model, "threads": args.asr.asr_threads},
-        "llm_threads": args.llm.threads,
+        "asr": {"model": args.asr.variant(), "threads": args.asr.threads()},
+        "llm_threads": args.llm.threads(),
         "turns": turns,
         "peak_rss_bytes": peak_rss_bytes(),
     }))

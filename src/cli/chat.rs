@@ -26,7 +26,7 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = 96)]
     max_tokens: usize,
     /// Context size in tokens (history beyond it is dropped, oldest first).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = edgevox::config::defaults::CONTEXT)]
     context: usize,
     /// 0 is greedy.
     #[arg(long, default_value_t = 0.0)]

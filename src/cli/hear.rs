@@ -22,15 +22,15 @@ pub struct AsrArgs {
     /// Directory with whisper.json and the ggml files `make models` converts.
     #[arg(long, env = "EDGEVOX_WHISPER", default_value_os_t = cache().whisper())]
     pub whisper_dir: PathBuf,
-    /// Model variant: f16, q8_0 or q5_1.
-    #[arg(long, default_value = "q8_0")]
-    pub whisper_model: String,
+    /// Model variant: f16, q8_0 or q5_1 [default: q8_0, or the board profile's plan].
+    #[arg(long)]
+    pub whisper_model: Option<String>,
     /// Spoken language (ISO code), or "auto".
     #[arg(long, default_value = "en")]
     pub language: String,
-    /// Threads for whisper.cpp.
-    #[arg(long, default_value_t = 2)]
-    pub asr_threads: usize,
+    /// Threads for whisper.cpp [default: 2, or the board profile's].
+    #[arg(long)]
+    pub asr_threads: Option<usize>,
     /// Beam search of this width instead of greedy decoding.
     #[arg(long)]
     pub beam: Option<usize>,
@@ -47,10 +47,22 @@ pub struct AsrArgs {
 }
 
 impl AsrArgs {
+    /// The Whisper variant: the flag's, else the default.
+    pub fn variant(&self) -> &str {
+        self.whisper_model
+            .as_deref()
+            .unwrap_or(edgevox::config::defaults::WHISPER)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.asr_threads
+            .unwrap_or(edgevox::config::defaults::ASR_THREADS)
+    }
+
     pub fn options(&self) -> AsrOptions {
         AsrOptions {
             language: self.language.clone(),
-            threads: self.asr_threads,
+            threads: self.threads(),
             beam_size: self.beam,
             initial_prompt: self.initial_prompt.clone(),
             audio_ctx: self.audio_ctx,
@@ -59,7 +71,7 @@ impl AsrArgs {
     }
 
     pub fn load(&self) -> Result<Whisper> {
-        let path = asr::model_path(&self.whisper_dir, &self.whisper_model, true)?;
+        let path = asr::model_path(&self.whisper_dir, self.variant(), true)?;
         Whisper::load(&path)
     }
 }

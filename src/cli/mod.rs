@@ -18,7 +18,8 @@ use edgevox::llm::{LlmModel, LoadOptions};
 #[command(
     name = "edgevox",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("EDGEVOX_BUILD_INFO"), ")"),
-    about = "Offline voice assistant for small ARM boards"
+    about = "Offline voice assistant for small ARM boards",
+    after_help = edgevox::config::PRECEDENCE
 )]
 pub struct Cli {
     /// More logging (-v info, -vv debug).
@@ -50,6 +51,7 @@ enum Command {
     Listen(hear::ListenArgs),
     /// The whole assistant on a recorded conversation: replies spoken into a WAV, one JSON
     /// timeline per turn.
+    #[command(after_help = edgevox::config::PRECEDENCE)]
     Run(Box<run::RunArgs>),
     /// Speak text with espeak-ng into a WAV file (or print its speakable chunks).
     Say(say::SayArgs),
@@ -80,12 +82,13 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Where the exported LLM lives and how to load it; shared by the subcommands that use it.
 #[derive(Args, Debug, Clone)]
 pub struct LlmArgs {
-    /// Directory with model.onnx, tokenizer.json and llm.json.
-    #[arg(long, env = "EDGEVOX_LLM", default_value_os_t = default_llm_dir())]
-    pub model_dir: PathBuf,
-    /// Threads for the LLM's matrix products.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// Directory with model.onnx, tokenizer.json and llm.json [default: the model cache's
+    /// smollm2/q4_1, or the board profile's plan].
+    #[arg(long, env = "EDGEVOX_LLM")]
+    pub model_dir: Option<PathBuf>,
+    /// Threads for the LLM's matrix products [default: 1, or the board profile's].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// How the KV cache stores keys and values: f16 (half the memory, what llama.cpp keeps)
     /// or f32.
     #[arg(long = "kv-cache", default_value = "f16", value_parser = parse_kv_type)]
@@ -111,12 +114,22 @@ impl LlmArgs {
         }
     }
 
+    /// The export's directory: the flag's, else the default variant's in the cache.
+    pub fn dir(&self) -> PathBuf {
+        self.model_dir.clone().unwrap_or_else(default_llm_dir)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or(edgevox::config::defaults::LLM_THREADS)
+    }
+
     pub fn load(&self) -> Result<std::sync::Arc<LlmModel>> {
-        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        anyhow::ensure!(self.threads() >= 1, "--threads must be at least 1");
         LlmModel::load(
-            &self.model_dir,
+            &self.dir(),
             &LoadOptions {
-                threads: self.threads,
+                threads: self.threads(),
                 verify_checksums: true,
                 kv_type: self.kv_type,
             },

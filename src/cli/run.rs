@@ -11,6 +11,7 @@ use edgevox::audio::replay::ReplayOptions;
 use edgevox::audio::speaker::Speaker;
 use edgevox::board::Board;
 use edgevox::board::budget::{self, Choice, ModelSizes};
+use edgevox::config::{Config, Flags, defaults};
 use edgevox::llm::{Chat, ChatOptions, DEFAULT_SYSTEM_PROMPT, SamplingParams};
 use edgevox::pipeline::{self, Brain, Hearing, LoopOptions, Output, TurnReport};
 use edgevox::ptt::Ptt;
@@ -38,9 +39,10 @@ pub struct TalkArgs {
     /// Most tokens per reply.
     #[arg(long, default_value_t = 96)]
     max_tokens: usize,
-    /// Tokens of context the conversation may use.
-    #[arg(long, default_value_t = ChatOptions::default().context)]
-    context: usize,
+    /// Tokens of context the conversation may use [default: 2048, or the board profile's
+    /// plan].
+    #[arg(long)]
+    context: Option<usize>,
     /// espeak-ng voice.
     #[arg(long, default_value_t = Espeak::default().voice)]
     voice: String,
@@ -52,9 +54,9 @@ pub struct TalkArgs {
     barge_in_ms: u32,
     /// Echo guard: while the speaker plays, the microphone must peak above this fraction of
     /// what was played to count as the user (0 = no guard). Must exceed the device's
-    /// speaker-to-microphone coupling.
-    #[arg(long, default_value_t = 0.6)]
-    echo_ratio: f32,
+    /// speaker-to-microphone coupling [default: 0.6, or the board profile's].
+    #[arg(long)]
+    echo_ratio: Option<f32>,
     /// Leave the speaker's echo in the microphone signal (no echo cancelling).
     #[arg(long)]
     no_aec: bool,
@@ -67,7 +69,7 @@ pub struct TalkArgs {
     /// a path to an openWakeWord .onnx head, `custom:NAME` (a phrase enrolled with `edgevox
     /// enroll NAME`), or `off` (every utterance is answered). The
     /// phrase and the question may come in one breath ("hey jarvis, what time is it").
-    /// Default: the board profile's `[audio] wake`, else `off`.
+    /// [default: off, or the board profile's `[audio] wake`].
     #[arg(long)]
     pub wake: Option<String>,
     /// Wake-phrase score (0-1) at or above which it counts.
@@ -98,7 +100,7 @@ impl TalkArgs {
                 system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
                 sampling,
                 max_new_tokens: self.max_tokens,
-                context: self.context,
+                context: self.context.unwrap_or(defaults::CONTEXT),
                 speculate: llm.draft_tokens(),
                 ..Default::default()
             },
@@ -141,17 +143,18 @@ impl TalkArgs {
     }
 
     pub fn hearing(&self, vad: &VadArgs) -> Result<Hearing> {
+        let echo_ratio = self.echo_ratio.unwrap_or(defaults::ECHO_RATIO);
         Ok(Hearing {
             wake: self.wake_word(),
             detector: vad.detector()?,
             endpoint: vad.endpoint(),
             barge_in_ms: self.barge_in_ms,
-            echo_ratio: self.echo_ratio,
+            echo_ratio,
             aec: (!self.no_aec).then(|| AecOptions {
                 tail_ms: self.aec_tail_ms,
                 // The speaker-to-microphone coupling the echo guard is set above.
-                double_talk_ratio: if self.echo_ratio > 0.0 {
-                    self.echo_ratio
+                double_talk_ratio: if echo_ratio > 0.0 {
+                    echo_ratio
                 } else {
                     AecOptions::default().double_talk_ratio
                 },
@@ -208,12 +211,17 @@ pub struct RunArgs {
     #[arg(long)]
     earcons: Option<bool>,
     /// Run as this board (an embedded board's name, or a profile's path such as
-    /// /etc/edgevox/board.toml): its plan picks the Whisper variant and context
-    /// (downgrading to fit its budget when the profile allows) and sets the threads, the echo
-    /// ratio and the audio devices. Without it, the options given here are planned against
-    /// the budget of the board this binary was built for.
+    /// /etc/edgevox/board.toml): its profile gives the threads, the echo ratio, the audio
+    /// devices and the wake word, and its plan the Whisper variant, the LLM and the context
+    /// (downgrading to fit its budget when the profile allows), except where a flag says
+    /// otherwise. Without it, the settings are planned against the budget of the board this
+    /// binary was built for.
     #[arg(long)]
     board: Option<String>,
+    /// Print the resolved settings (each with where it came from: flag, board or default)
+    /// and the memory plan as JSON, and exit without loading a model.
+    #[arg(long)]
+    show_config: bool,
     #[command(flatten)]
     talk: TalkArgs,
     #[command(flatten)]
@@ -229,43 +237,17 @@ fn print_turn(turn: &TurnReport) {
 }
 
 pub fn run(mut args: RunArgs) -> Result<()> {
-    // Plan memory before loading anything.
-    let plan = match args.board.clone() {
-        Some(name) => {
-            let board = Board::resolve(&name)?;
-            let plan = super::plan::board_plan(&board, &args.vad.vad_model)?;
-            plan.ensure_fits()?;
-            args.asr.whisper_model = plan.choice.whisper.clone();
-            args.asr.asr_threads = board.threads.asr;
-            args.llm.threads = board.threads.llm;
-            args.llm.model_dir = super::cache().llm(&plan.choice.llm);
-            args.talk.context = plan.choice.context;
-            args.talk.echo_ratio = board.audio.echo_ratio;
-            args.device = args.device.or(board.audio.capture.clone());
-            args.speaker = args.speaker.or(board.audio.playback.clone());
-            args.talk.wake = args.talk.wake.or(board.audio.wake.clone());
-            plan
-        }
-        None => {
-            let board = Board::built_for()?;
-            let sizes = ModelSizes::read(&super::cache(), &args.vad.vad_model)?;
-            let llm = args
-                .llm
-                .model_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let choice = Choice {
-                whisper: args.asr.whisper_model.clone(),
-                llm,
-                context: args.talk.context,
-                wake: args.talk.wake.as_deref().is_some_and(|w| w != "off"),
-            };
-            let plan = budget::plan_choice(&board, &sizes, &choice)?;
-            plan.ensure_fits()?;
-            plan
-        }
-    };
+    // Resolve and plan memory before loading anything.
+    let (config, plan) = configure(&mut args)?;
+    if args.show_config {
+        let shown = serde_json::json!({"config": config, "plan": plan});
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(());
+    }
+    for line in config.lines() {
+        info!("setting {line}");
+    }
+    plan.ensure_fits()?;
     info!(
         "plan for {}: peak {:.0} MiB of {:.0} MiB (whisper {}, llm {}, context {})",
         plan.board,
@@ -368,6 +350,51 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         warn!("no speech heard");
     }
     Ok(())
+}
+
+/// The one configuration `run` uses: the flags over the board profile over the defaults
+/// ([`edgevox::config::PRECEDENCE`]), then the memory plan for it, whose model choices settle what no
+/// flag pinned. Every stage then reads the resolved values from `args`.
+fn configure(args: &mut RunArgs) -> Result<(Config, budget::Plan)> {
+    let cache = super::cache();
+    let flags = Flags {
+        whisper: args.asr.whisper_model.clone(),
+        llm_dir: args.llm.model_dir.clone(),
+        context: args.talk.context,
+        asr_threads: args.asr.asr_threads,
+        llm_threads: args.llm.threads,
+        echo_ratio: args.talk.echo_ratio,
+        capture: args.device.clone(),
+        playback: args.speaker.clone(),
+        wake: args.talk.wake.clone(),
+    };
+    let board = args.board.as_deref().map(Board::resolve).transpose()?;
+    let mut config = Config::resolve(&flags, board.as_ref(), &cache);
+    let sizes = ModelSizes::read(&cache, &args.vad.vad_model)?;
+    let plan = match &board {
+        Some(board) => budget::plan_pinned(board, &sizes, &config.pins())?,
+        None => budget::plan_choice(
+            &Board::built_for()?,
+            &sizes,
+            &Choice {
+                whisper: config.whisper.value.clone(),
+                llm: config.llm.value.clone(),
+                context: config.context.value,
+                wake: config.wake_on(),
+            },
+        )?,
+    };
+    config.settle(&plan, &cache);
+    args.asr.whisper_model = Some(config.whisper.value.clone());
+    args.asr.asr_threads = Some(config.asr_threads.value);
+    args.llm.threads = Some(config.llm_threads.value);
+    args.llm.model_dir = Some(config.llm_dir.clone());
+    args.talk.context = Some(config.context.value);
+    args.talk.echo_ratio = Some(config.echo_ratio.value);
+    args.device = config.capture.value.clone();
+    args.speaker = config.playback.value.clone();
+    args.talk.wake = Some(config.wake.value.clone());
+    Ok((config, plan))
 }
 
 fn parse_clock(s: &str) -> Result<jiff::civil::DateTime> {

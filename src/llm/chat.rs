@@ -45,7 +45,7 @@ impl Default for ChatOptions {
             system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
             sampling: SamplingParams::default(),
             max_new_tokens: 96,
-            context: 2048,
+            context: crate::config::defaults::CONTEXT,
             prefill_chunk: 128,
             speculate: DEFAULT_DRAFT,
         }

@@ -19,7 +19,7 @@ use edgevox::pipeline::{
     self, Brain, Hearing, LoopOptions, NOTICE_FAILED, NOTICE_NOT_UNDERSTOOD, TurnReport,
 };
 use edgevox::text;
-use edgevox::tts::{self, WavSink, espeak::Espeak};
+use edgevox::tts::{self, espeak::Espeak};
 use edgevox::vad::{self, EndpointConfig};
 use serde_json::Value;
 
@@ -144,11 +144,9 @@ fn two_questions_in_two_spoken_answers_out() {
     // Against the same sentences spoken by espeak-ng straight to a file: Whisper base
     // mishears espeak's voice on some words whatever the path ("a spider has eight eyes" ->
     // "a cyber-familia"), so the loop's audio must be heard about as well as the voice's own.
-    let direct = d.join("direct.wav");
-    let mut sink = WavSink::create(&direct, Box::new(Espeak::default())).unwrap();
-    tts::speak_all(&replies.join(" "), &mut sink).unwrap();
-    drop(sink);
-    let (direct_samples, _) = wav::read_16k_mono(&direct).unwrap();
+    let direct_samples = tts::render_all(&mut Espeak::default(), &replies.join(" "), Some(16_000))
+        .unwrap()
+        .samples;
     let heard_direct = whisper
         .transcribe(&direct_samples, &AsrOptions::default())
         .unwrap()

@@ -7,7 +7,7 @@ use std::process::Command;
 use common::cache;
 use edgevox::asr::{self, AsrOptions, Whisper, wer};
 use edgevox::audio::wav;
-use edgevox::tts::{self, TextSink, WavSink, espeak::Espeak};
+use edgevox::tts::{self, espeak::Espeak};
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("edgevox-speak-{}-{name}", std::process::id()));
@@ -20,8 +20,15 @@ fn spoken_reply_is_heard_back_by_whisper() {
     let reply = "The capital of France is Paris. It has been the capital for centuries, \
                  and about two million people live there.";
     let path = scratch("reply").join("reply.wav");
-    let mut sink = WavSink::create(&path, Box::new(Espeak::default())).unwrap();
-    let secs = tts::speak_all(reply, &mut sink).unwrap();
+    // What `edgevox say --output` writes.
+    let o = Command::new(env!("CARGO_BIN_EXE_edgevox"))
+        .args(["say", reply, "--output", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let secs = tts::render_all(&mut Espeak::default(), reply, None)
+        .unwrap()
+        .seconds();
     let (samples, info) = wav::read_16k_mono(&path).unwrap();
     // Plausible length: 21 words at 150 words per minute is ~8.4 s, plus pauses.
     assert!((5.0..15.0).contains(&secs), "{secs} s");
@@ -41,11 +48,13 @@ fn spoken_reply_is_heard_back_by_whisper() {
 }
 
 #[test]
-fn text_sink_gets_the_chunks_in_order() {
-    let mut out = Vec::new();
-    let secs = tts::speak_all("One. Two! Three?", &mut TextSink::new(&mut out)).unwrap();
-    assert_eq!(secs, 0.0);
-    assert_eq!(String::from_utf8(out).unwrap(), "One.\nTwo!\nThree?\n");
+fn say_without_a_file_prints_the_chunks_in_order() {
+    let o = Command::new(env!("CARGO_BIN_EXE_edgevox"))
+        .args(["say", "One. Two! Three?"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "One.\nTwo!\nThree?\n");
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! `edgevox say TEXT`: the speaking stage on its own, chunk by chunk.
+//! `edgevox say TEXT`: the speaking stage on its own, chunk by chunk as a reply is voiced.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use edgevox::tts::{self, SpeechSink, TextSink, WavSink, espeak::Espeak};
+use edgevox::audio::wav;
+use edgevox::tts::{self, espeak::Espeak};
 
 #[derive(Args, Debug)]
 pub struct SayArgs {
@@ -22,20 +23,27 @@ pub struct SayArgs {
 }
 
 pub fn run(args: SayArgs) -> Result<()> {
-    let mut sink: Box<dyn SpeechSink> = match &args.output {
-        Some(path) => {
-            let voice = Espeak {
-                voice: args.voice.clone(),
-                speed: args.speed,
-                ..Default::default()
-            };
-            Box::new(WavSink::create(path, Box::new(voice))?)
+    let Some(path) = &args.output else {
+        for chunk in tts::chunks(&args.text) {
+            println!("{chunk}");
         }
-        None => Box::new(TextSink::new(std::io::stdout())),
+        return Ok(());
     };
-    let secs = tts::speak_all(&args.text, sink.as_mut())?;
-    if let Some(path) = &args.output {
-        eprintln!("wrote {:.2} s of speech to {}", secs, path.display());
-    }
+    // Fail on an unwritable path before speaking.
+    std::fs::File::create(path)
+        .with_context(|| format!("cannot write the speech to {}", path.display()))?;
+    let mut voice = Espeak {
+        voice: args.voice.clone(),
+        speed: args.speed,
+        ..Default::default()
+    };
+    // Voiced as the assistant voices a reply, at the voice's own rate.
+    let audio = tts::render_all(&mut voice, &args.text, None)?;
+    wav::write_mono_i16(path, &audio.samples, audio.rate)?;
+    eprintln!(
+        "wrote {:.2} s of speech to {}",
+        audio.seconds(),
+        path.display()
+    );
     Ok(())
 }

@@ -10,9 +10,8 @@ use log::error;
 
 use super::events::{Cancel, Ev, ToSpeech};
 use crate::audio::playback::{Played, Player};
-use crate::audio::resample;
 use crate::tts::earcon::Earcon;
-use crate::tts::{Voice, normalize};
+use crate::tts::{self, Voice};
 
 /// Where replies go.
 pub enum Output {
@@ -24,9 +23,6 @@ pub enum Output {
     /// Printed, one chunk per line: no speaker.
     Text(Box<dyn Write + Send>),
 }
-
-/// Pause after each spoken chunk, in seconds.
-const CHUNK_GAP_S: f32 = 0.15;
 
 /// The speaking thread: voices chunks into the player (or prints them), and reports when
 /// each turn's audio has been played.
@@ -210,17 +206,11 @@ fn say(
     on_first: impl FnOnce(),
 ) -> Result<()> {
     let epoch = player.shared().epoch();
-    let audio = voice.synthesize(&normalize::for_speech(text))?;
+    let rate = player.rate();
+    let samples = tts::render(voice, text, Some(rate))?.samples;
     if interrupted() {
         return Ok(());
     }
-    let rate = player.rate();
-    let mut samples = if audio.rate == rate {
-        audio.samples
-    } else {
-        resample::resample(&audio.samples, audio.rate, rate)?
-    };
-    samples.resize(samples.len() + (CHUNK_GAP_S * rate as f32) as usize, 0.0);
     // A first short piece, so the first-audio time is when sound starts, not when the
     // chunk's last sample is queued.
     let head = samples.len().min(rate as usize / 50);

@@ -282,4 +282,17 @@ fn a_flag_wins_over_the_board_profile_which_wins_over_the_default() {
     // The help states the rule.
     let help = stdout(&edgevox(&["run", "--help"]));
     assert!(help.contains("a flag (or its environment variable) wins over the board profile"));
+    // The defaults the help shows are the ones the configuration uses.
+    use edgevox::config::defaults;
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for shown in [
+        format!("[default: {};", defaults::CONTEXT),
+        format!("[default: {};", defaults::WHISPER),
+        format!("[default: {};", defaults::ASR_THREADS),
+        format!("[default: {};", defaults::LLM_THREADS),
+        format!("[default: {};", defaults::ECHO_RATIO),
+        format!("[default: {};", defaults::WAKE),
+    ] {
+        assert!(help.contains(&shown), "run --help lacks {shown:?}");
+    }
 }

@@ -22,13 +22,13 @@ pub struct AsrArgs {
     /// Directory with whisper.json and the ggml files `make models` converts.
     #[arg(long, env = "EDGEVOX_WHISPER", default_value_os_t = cache().whisper())]
     pub whisper_dir: PathBuf,
-    /// Model variant: f16, q8_0 or q5_1 [default: q8_0, or the board profile's plan].
+    /// Model variant: f16, q8_0 or q5_1 [default: q8_0; with `run --board`, the profile's plan].
     #[arg(long)]
     pub whisper_model: Option<String>,
     /// Spoken language (ISO code), or "auto".
     #[arg(long, default_value = "en")]
     pub language: String,
-    /// Threads for whisper.cpp [default: 2, or the board profile's].
+    /// Threads for whisper.cpp [default: 2; with `run --board`, the profile's].
     #[arg(long)]
     pub asr_threads: Option<usize>,
     /// Beam search of this width instead of greedy decoding.

@@ -83,10 +83,10 @@ pub fn run(cli: Cli) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct LlmArgs {
     /// Directory with model.onnx, tokenizer.json and llm.json [default: the model cache's
-    /// smollm2/q4_1, or the board profile's plan].
+    /// smollm2/q4_1; with `run --board`, the profile's plan].
     #[arg(long, env = "EDGEVOX_LLM")]
     pub model_dir: Option<PathBuf>,
-    /// Threads for the LLM's matrix products [default: 1, or the board profile's].
+    /// Threads for the LLM's matrix products [default: 1; with `run --board`, the profile's].
     #[arg(long)]
     pub threads: Option<usize>,
     /// How the KV cache stores keys and values: f16 (half the memory, what llama.cpp keeps)

@@ -39,8 +39,8 @@ pub struct TalkArgs {
     /// Most tokens per reply.
     #[arg(long, default_value_t = 96)]
     max_tokens: usize,
-    /// Tokens of context the conversation may use [default: 2048, or the board profile's
-    /// plan].
+    /// Tokens of context the conversation may use [default: 2048; with `run --board`, the
+    /// profile's plan].
     #[arg(long)]
     context: Option<usize>,
     /// espeak-ng voice.
@@ -54,7 +54,7 @@ pub struct TalkArgs {
     barge_in_ms: u32,
     /// Echo guard: while the speaker plays, the microphone must peak above this fraction of
     /// what was played to count as the user (0 = no guard). Must exceed the device's
-    /// speaker-to-microphone coupling [default: 0.6, or the board profile's].
+    /// speaker-to-microphone coupling [default: 0.6; with `run --board`, the profile's].
     #[arg(long)]
     echo_ratio: Option<f32>,
     /// Leave the speaker's echo in the microphone signal (no echo cancelling).
@@ -69,7 +69,7 @@ pub struct TalkArgs {
     /// a path to an openWakeWord .onnx head, `custom:NAME` (a phrase enrolled with `edgevox
     /// enroll NAME`), or `off` (every utterance is answered). The
     /// phrase and the question may come in one breath ("hey jarvis, what time is it").
-    /// [default: off, or the board profile's `[audio] wake`].
+    /// [default: off; with `run --board`, the profile's `[audio] wake`].
     #[arg(long)]
     pub wake: Option<String>,
     /// Wake-phrase score (0-1) at or above which it counts.

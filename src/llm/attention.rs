@@ -295,22 +295,26 @@ impl Attention {
         let group = h / kvh;
         let scale = 1.0 / (d as f32).sqrt();
         let cache: &KvCache = cache;
-        // One part per query head: its output columns in every row are its own.
-        let head_part = |head: usize, dst: &mut dyn FnMut(usize, &[f32])| {
-            let (kr, vr) = cache.head(self.layer, head / group);
+        // A run of query heads sharing one KV head, `heads`: their output columns in every
+        // row are their own, and the KV head's rows are read once for all of them.
+        let group_part = |heads: std::ops::Range<usize>,
+                          dst: &mut dyn FnMut(usize, usize, &[f32])| {
+            let g = heads.len();
+            let (kr, vr) = cache.head(self.layer, heads.start / group);
             SCRATCH.with(|scratch| {
                 let (sc, acc) = &mut *scratch.borrow_mut();
-                acc.resize(d, 0.0);
+                acc.resize(g * d, 0.0);
                 for i in 0..s {
                     let t = start + i + 1;
-                    if sc.len() < t {
-                        sc.resize(t, 0.0);
+                    if sc.len() < g * t {
+                        sc.resize(g * t, 0.0);
                     }
-                    let scores = &mut sc[..t];
-                    let qi = &q_rot[(i * h + head) * d..(i * h + head + 1) * d];
+                    let scores = &mut sc[..g * t];
+                    let qi = &q_rot[(i * h + heads.start) * d..(i * h + heads.end) * d];
                     attend(
                         kernel,
                         qi,
+                        d,
                         &kr.first(t, d),
                         &vr.first(t, d),
                         scale,
@@ -318,30 +322,44 @@ impl Attention {
                         acc,
                         f16,
                     );
-                    dst(i, acc);
+                    dst(i, heads.start, acc);
                 }
             });
+        };
+        // `heads` cut where the KV head changes.
+        let runs = |heads: std::ops::Range<usize>| {
+            let mut at = heads.start;
+            std::iter::from_fn(move || {
+                (at < heads.end).then(|| {
+                    let end = ((at / group + 1) * group).min(heads.end);
+                    let run = at..end;
+                    at = end;
+                    run
+                })
+            })
         };
         match workers::current().filter(|w| w.threads() > 1) {
             Some(pool) => {
                 let base = workers::SharedMut::new(out);
                 pool.run(&|part| {
                     let heads = part * h / pool.threads()..(part + 1) * h / pool.threads();
-                    for head in heads {
-                        head_part(head, &mut |i, acc| {
-                            // SAFETY: head `head` of row `i` is D values no other part writes
-                            // (each head belongs to one part), inside `out` (S·H·D values);
-                            // `run` returns only once every part has finished.
-                            let o = unsafe { base.slice((i * h + head) * d, d) };
+                    for run in runs(heads) {
+                        group_part(run, &mut |i, first, acc| {
+                            // SAFETY: heads first..first + acc.len()/D of row `i` are
+                            // values no other part writes (each head belongs to one part),
+                            // inside `out` (S·H·D values); `run` returns only once every
+                            // part has finished.
+                            let o = unsafe { base.slice((i * h + first) * d, acc.len()) };
                             o.copy_from_slice(acc);
                         });
                     }
                 });
             }
             None => {
-                for head in 0..h {
-                    head_part(head, &mut |i, acc| {
-                        out[(i * h + head) * d..(i * h + head + 1) * d].copy_from_slice(acc)
+                for run in runs(0..h) {
+                    group_part(run, &mut |i, first, acc| {
+                        let at = (i * h + first) * d;
+                        out[at..at + acc.len()].copy_from_slice(acc)
                     });
                 }
             }
@@ -350,12 +368,14 @@ impl Attention {
     }
 }
 
-/// `out = softmax(scale · K q) V` over the rows of `k` and `v` (`scores`: one per row), the
-/// probabilities rounded to f16 when `f16`.
+/// `out_g = softmax(scale · K q_g) V` over the rows of `k` and `v` for each of the G queries
+/// in `q` (G queries of D = `d` values; `scores`: G·rows, `out`: G·D), the probabilities rounded to f16 when
+/// `f16`. The f16 kernels read each key and value row once for all G.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     kernel: Kernel,
     q: &[f32],
+    d: usize,
     k: &Rows,
     v: &Rows,
     scale: f32,
@@ -363,38 +383,45 @@ fn attend(
     out: &mut [f32],
     f16: bool,
 ) {
+    let groups = q.len() / d;
+    let rows = scores.len() / groups;
     match k {
-        Rows::F16(k) => quant::dot_rows_f16(kernel, q, k, scores),
+        Rows::F16(k) => quant::dot_rows_f16(kernel, q, d, k, scores),
         Rows::F32(k) => {
-            for (sc, row) in scores.iter_mut().zip(k.chunks_exact(q.len())) {
-                *sc = crate::simd::dot(q, row);
+            for (qg, sg) in q.chunks_exact(d).zip(scores.chunks_exact_mut(rows)) {
+                for (sc, row) in sg.iter_mut().zip(k.chunks_exact(d)) {
+                    *sc = crate::simd::dot(qg, row);
+                }
             }
         }
     }
-    let mut peak = f32::NEG_INFINITY;
-
-    for sc in scores.iter_mut() {
-        *sc *= scale;
-        peak = peak.max(*sc);
-    }
-    let mut sum = 0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - peak).exp();
-        sum += *sc;
-    }
-    let inv = 1.0 / sum;
-    for sc in scores.iter_mut() {
-        *sc *= inv;
+    for sg in scores.chunks_exact_mut(rows) {
+        let mut peak = f32::NEG_INFINITY;
+        for sc in sg.iter_mut() {
+            *sc *= scale;
+            peak = peak.max(*sc);
+        }
+        let mut sum = 0f32;
+        for sc in sg.iter_mut() {
+            *sc = (*sc - peak).exp();
+            sum += *sc;
+        }
+        let inv = 1.0 / sum;
+        for sc in sg.iter_mut() {
+            *sc *= inv;
+        }
     }
     if f16 {
         quant::round_to_f16(scores);
     }
     out.fill(0.0);
     match v {
-        Rows::F16(v) => quant::axpy_rows_f16(kernel, scores, v, out),
+        Rows::F16(v) => quant::axpy_rows_f16(kernel, scores, v, out, d),
         Rows::F32(v) => {
-            for (&p, row) in scores.iter().zip(v.chunks_exact(out.len())) {
-                crate::simd::axpy(out, p, row);
+            for (pg, og) in scores.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
+                for (&p, row) in pg.iter().zip(v.chunks_exact(d)) {
+                    crate::simd::axpy(og, p, row);
+                }
             }
         }
     }
@@ -482,7 +509,8 @@ mod tests {
             y
         };
         for ty in [KvType::F16, KvType::F32] {
-            for threads in [1, 2] {
+            // Three threads cut a KV head's query heads between two parts.
+            for threads in [1, 2, 3] {
                 let pool = workers::Workers::new(threads).unwrap();
                 let mut cache = KvCache::new(ty, 2, kvh, d, 16).unwrap();
                 let mut got = Vec::new();

@@ -212,63 +212,118 @@ unsafe fn f16x8(p: *const u16) -> (float32x4_t, float32x4_t) {
 }
 
 /// # Safety
-/// The CPU must have NEON; `k` holds `out.len()` rows of `q.len()` values.
-pub(super) unsafe fn dot_rows_f16(q: &[f32], k: &[u16], out: &mut [f32]) {
-    let d = q.len();
-    let main = d / 8 * 8;
-    debug_assert!(k.len() >= out.len() * d);
-    for (t, o) in out.iter_mut().enumerate() {
-        let row = &k[t * d..(t + 1) * d];
-        // SAFETY: NEON per the contract; every load is inside `q[..main]` and `row[..main]`.
+/// The CPU must have NEON; `q` holds G queries of `d` values, `k` rows of `d` values, `out`
+/// G·rows scores (query-major).
+pub(super) unsafe fn dot_rows_f16(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    let rows = k.len() / d;
+    // Up to four queries (query heads sharing a KV head) per pass over the keys: each key
+    // row is read and converted once for all of them.
+    for (qs, outs) in q.chunks(4 * d).zip(out.chunks_mut(4 * rows)) {
+        // SAFETY: forwarded contract; each chunk holds `qs.len() / d` queries and as many
+        // score rows.
         unsafe {
-            let (mut s0, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            match qs.len() / d {
+                1 => dot_group::<1>(qs, d, k, outs),
+                2 => dot_group::<2>(qs, d, k, outs),
+                3 => dot_group::<3>(qs, d, k, outs),
+                _ => dot_group::<4>(qs, d, k, outs),
+            }
+        }
+    }
+}
+
+unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    let main = d / 8 * 8;
+    let rows = k.len() / d;
+    debug_assert!(q.len() == G * d && out.len() == G * rows);
+    for t in 0..rows {
+        let row = &k[t * d..(t + 1) * d];
+        // SAFETY: NEON per the contract; every load is inside `row[..main]` and query g's
+        // `q[g·d..g·d + main]`.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); 2]; G];
             let mut i = 0;
             while i < main {
                 let (lo, hi) = f16x8(row.as_ptr().add(i));
-                s0 = vfmaq_f32(s0, vld1q_f32(q.as_ptr().add(i)), lo);
-                s1 = vfmaq_f32(s1, vld1q_f32(q.as_ptr().add(i + 4)), hi);
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let qg = q.as_ptr().add(g * d + i);
+                    acc[0] = vfmaq_f32(acc[0], vld1q_f32(qg), lo);
+                    acc[1] = vfmaq_f32(acc[1], vld1q_f32(qg.add(4)), hi);
+                }
                 i += 8;
             }
-            *o = vaddvq_f32(vaddq_f32(s0, s1)) + super::portable::dot_f16(&q[main..], &row[main..]);
+            for (g, acc) in acc.iter().enumerate() {
+                let mut s = vaddvq_f32(vaddq_f32(acc[0], acc[1]));
+                if main < d {
+                    s += super::portable::dot_f16(&q[g * d + main..(g + 1) * d], &row[main..]);
+                }
+                out[g * rows + t] = s;
+            }
         }
     }
 }
 
 /// # Safety
-/// The CPU must have NEON; `v` holds `p.len()` rows of `out.len()` values.
-pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
-    let d = out.len();
+/// The CPU must have NEON; `v` holds rows of `d` values, `p` G·rows weights (query-major),
+/// `out` G outputs of `d` values.
+pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    let rows = v.len() / d;
+    for (ps, outs) in p.chunks(4 * rows).zip(out.chunks_mut(4 * d)) {
+        // SAFETY: forwarded contract; each chunk holds `outs.len() / d` outputs and as many
+        // weight rows.
+        unsafe {
+            match outs.len() / d {
+                1 => axpy_group::<1>(ps, v, outs, d),
+                2 => axpy_group::<2>(ps, v, outs, d),
+                3 => axpy_group::<3>(ps, v, outs, d),
+                _ => axpy_group::<4>(ps, v, outs, d),
+            }
+        }
+    }
+}
+
+unsafe fn axpy_group<const G: usize>(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    let rows = v.len() / d;
     let main = d / 16 * 16;
-    debug_assert!(v.len() >= p.len() * d);
-    // 16 columns at a time in four registers, every row added before they are stored.
+    debug_assert!(p.len() == G * rows && out.len() == G * d);
+    // 16 columns of every output at a time in registers (4·G of the 32), every row added
+    // before they are stored; each value row's 16 columns are converted once for all G.
     let mut c = 0;
     while c < main {
-        // SAFETY: NEON per the contract; columns c..c+16 are inside `out` and inside every
-        // row of `v` (row t starts at t·d).
+        // SAFETY: NEON per the contract; columns c..c+16 are inside every output (output g
+        // starts at g·d) and inside every row of `v` (row t starts at t·d), and weight
+        // `g·rows + t` is inside `p` (G·rows weights).
         unsafe {
-            let o = out.as_mut_ptr().add(c);
-            let (mut a0, mut a1, mut a2, mut a3) = (
-                vld1q_f32(o),
-                vld1q_f32(o.add(4)),
-                vld1q_f32(o.add(8)),
-                vld1q_f32(o.add(12)),
-            );
-            for (t, &w) in p.iter().enumerate() {
-                let a = vdupq_n_f32(w);
+            let o = out.as_mut_ptr();
+            let mut acc = [[vdupq_n_f32(0.0); 4]; G];
+            for (g, acc) in acc.iter_mut().enumerate() {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = vld1q_f32(o.add(g * d + c + 4 * j));
+                }
+            }
+            for t in 0..rows {
                 let row = v.as_ptr().add(t * d + c);
                 let (l0, h0) = f16x8(row);
                 let (l1, h1) = f16x8(row.add(8));
-                a0 = vfmaq_f32(a0, l0, a);
-                a1 = vfmaq_f32(a1, h0, a);
-                a2 = vfmaq_f32(a2, l1, a);
-                a3 = vfmaq_f32(a3, h1, a);
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let a = vdupq_n_f32(*p.get_unchecked(g * rows + t));
+                    acc[0] = vfmaq_f32(acc[0], l0, a);
+                    acc[1] = vfmaq_f32(acc[1], h0, a);
+                    acc[2] = vfmaq_f32(acc[2], l1, a);
+                    acc[3] = vfmaq_f32(acc[3], h1, a);
+                }
             }
-            vst1q_f32(o, a0);
-            vst1q_f32(o.add(4), a1);
-            vst1q_f32(o.add(8), a2);
-            vst1q_f32(o.add(12), a3);
+            for (g, acc) in acc.iter().enumerate() {
+                for (j, a) in acc.iter().enumerate() {
+                    vst1q_f32(o.add(g * d + c + 4 * j), *a);
+                }
+            }
         }
         c += 16;
     }
-    super::portable::axpy_cols_f16(p, v, out, main);
+    if main < d {
+        for (ps, o) in p.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
+            super::portable::axpy_cols_f16(ps, v, o, main);
+        }
+    }
 }

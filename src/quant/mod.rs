@@ -329,41 +329,58 @@ impl Kernel {
     }
 }
 
-/// Attention scores over an f16 KV cache: `out[t] = Σ_d q[d] · k[t·D + d]`, D = `q.len()`,
-/// one value per row of `k` (`out.len()` rows).
-pub fn dot_rows_f16(kernel: Kernel, q: &[f32], k: &[u16], out: &mut [f32]) {
-    assert_eq!(k.len(), out.len() * q.len(), "f16 rows");
+/// Attention scores over an f16 KV cache for G queries (query heads sharing one KV head):
+/// `out[g·T + t] = Σ_c q[g·D + c] · k[t·D + c]`, D = `d`, T rows of `k`. The SIMD paths read
+/// and convert each key row once for up to four queries; each score is summed in the same
+/// order whatever G is.
+pub fn dot_rows_f16(kernel: Kernel, q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    assert!(
+        d > 0 && q.len().is_multiple_of(d) && k.len().is_multiple_of(d),
+        "f16 rows"
+    );
+    assert_eq!(out.len(), q.len() / d * (k.len() / d), "f16 scores");
+    if out.is_empty() {
+        return;
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.available() => {
             // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
-            unsafe { x86::dot_rows_f16(q, k, out) }
+            unsafe { x86::dot_rows_f16(q, d, k, out) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon | Kernel::Dotprod if kernel.available() => {
             // SAFETY: NEON is present (checked); lengths checked above.
-            unsafe { arm::dot_rows_f16(q, k, out) }
+            unsafe { arm::dot_rows_f16(q, d, k, out) }
         }
-        _ => portable::dot_rows_f16(q, k, out),
+        _ => portable::dot_rows_f16(q, d, k, out),
     }
 }
 
-/// The attention-weighted sum over an f16 KV cache: `out[d] += Σ_t p[t] · v[t·D + d]`,
-/// D = `out.len()`, one weight per row of `v` (`p.len()` rows).
-pub fn axpy_rows_f16(kernel: Kernel, p: &[f32], v: &[u16], out: &mut [f32]) {
-    assert_eq!(v.len(), p.len() * out.len(), "f16 rows");
+/// The attention-weighted sum over an f16 KV cache for G query heads sharing one KV head:
+/// `out[g·D + c] += Σ_t p[g·T + t] · v[t·D + c]`, D = `d`, T rows of `v`. The SIMD paths read
+/// and convert each value row once for up to four heads.
+pub fn axpy_rows_f16(kernel: Kernel, p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    assert!(
+        d > 0 && out.len().is_multiple_of(d) && v.len().is_multiple_of(d),
+        "f16 rows"
+    );
+    assert_eq!(p.len(), out.len() / d * (v.len() / d), "f16 weights");
+    if p.is_empty() {
+        return;
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.available() => {
             // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
-            unsafe { x86::axpy_rows_f16(p, v, out) }
+            unsafe { x86::axpy_rows_f16(p, v, out, d) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon | Kernel::Dotprod if kernel.available() => {
             // SAFETY: NEON is present (checked); lengths checked above.
-            unsafe { arm::axpy_rows_f16(p, v, out) }
+            unsafe { arm::axpy_rows_f16(p, v, out, d) }
         }
-        _ => portable::axpy_rows_f16(p, v, out),
+        _ => portable::axpy_rows_f16(p, v, out, d),
     }
 }
 
@@ -705,9 +722,9 @@ mod tests {
                 let p: Vec<f32> = (0..rows).map(|_| g.unit().abs()).collect();
                 let term = |t: usize, j: usize| q[j] as f64 * f16_to_f32(k[t * d + j]) as f64;
                 let mut want = vec![0f32; rows];
-                portable::dot_rows_f16(&q, &k, &mut want);
+                portable::dot_rows_f16(&q, d, &k, &mut want);
                 let mut want_v = vec![0.5f32; d];
-                portable::axpy_rows_f16(&p, &k, &mut want_v);
+                portable::axpy_rows_f16(&p, &k, &mut want_v, d);
                 for (t, w) in want.iter().enumerate() {
                     let exact: f64 = (0..d).map(|j| term(t, j)).sum();
                     let mag: f64 = (0..d).map(|j| term(t, j).abs()).sum();
@@ -715,7 +732,7 @@ mod tests {
                 }
                 for kernel in Kernel::all_available() {
                     let mut got = vec![f32::NAN; rows];
-                    dot_rows_f16(kernel, &q, &k, &mut got);
+                    dot_rows_f16(kernel, &q, d, &k, &mut got);
                     for (t, (g, w)) in got.iter().zip(&want).enumerate() {
                         let mag: f64 = (0..d).map(|j| term(t, j).abs()).sum();
                         assert!(
@@ -725,7 +742,7 @@ mod tests {
                         );
                     }
                     let mut got_v = vec![0.5f32; d];
-                    axpy_rows_f16(kernel, &p, &k, &mut got_v);
+                    axpy_rows_f16(kernel, &p, &k, &mut got_v, d);
                     for (j, (g, w)) in got_v.iter().zip(&want_v).enumerate() {
                         let mag: f64 = 0.5
                             + (0..rows)
@@ -737,6 +754,47 @@ mod tests {
                             "{} axpy d={d} rows={rows} j={j}: {g} vs {w}",
                             kernel.name()
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// G queries at once (the query heads of one KV head, read once) give on every path
+    /// exactly what each query gives alone: same sums in the same order, whatever G.
+    #[test]
+    fn f16_row_kernels_give_each_query_of_a_group_what_it_gets_alone() {
+        let mut g = Lcg(91);
+        for d in [1usize, 8, 24, 64, 67] {
+            for rows in [1usize, 5, 33] {
+                for heads in 1..=6usize {
+                    let q: Vec<f32> = (0..heads * d).map(|_| g.unit()).collect();
+                    let k: Vec<u16> = (0..rows * d).map(|_| f32_to_f16(g.unit() * 3.0)).collect();
+                    let p: Vec<f32> = (0..heads * rows).map(|_| g.unit().abs()).collect();
+                    let start: Vec<f32> = (0..heads * d).map(|_| g.unit()).collect();
+                    for kernel in Kernel::all_available() {
+                        let mut scores = vec![f32::NAN; heads * rows];
+                        dot_rows_f16(kernel, &q, d, &k, &mut scores);
+                        let mut sums = start.clone();
+                        axpy_rows_f16(kernel, &p, &k, &mut sums, d);
+                        for h in 0..heads {
+                            let mut alone = vec![f32::NAN; rows];
+                            dot_rows_f16(kernel, &q[h * d..(h + 1) * d], d, &k, &mut alone);
+                            assert_eq!(
+                                &scores[h * rows..(h + 1) * rows],
+                                &alone[..],
+                                "{} d={d} rows={rows} heads={heads} h={h}",
+                                kernel.name()
+                            );
+                            let mut sum = start[h * d..(h + 1) * d].to_vec();
+                            axpy_rows_f16(kernel, &p[h * rows..(h + 1) * rows], &k, &mut sum, d);
+                            assert_eq!(
+                                &sums[h * d..(h + 1) * d],
+                                &sum[..],
+                                "{} axpy d={d} rows={rows} heads={heads} h={h}",
+                                kernel.name()
+                            );
+                        }
                     }
                 }
             }

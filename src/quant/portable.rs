@@ -120,12 +120,15 @@ fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock], out: &
     }
 }
 
-/// `out[t] = Σ_d q[d] · k[t·D + d]` for the f16 rows of `k` (D = `q.len()`): attention scores
-/// over an f16 KV cache. Eight partial sums, as the SIMD twins keep them.
-pub(super) fn dot_rows_f16(q: &[f32], k: &[u16], out: &mut [f32]) {
-    let d = q.len();
-    for (row, o) in k.chunks_exact(d).zip(out.iter_mut()) {
-        *o = dot_f16(q, row);
+/// `out[g·T + t] = Σ_c q[g·D + c] · k[t·D + c]` for the T f16 rows of `k` (D = `d`) and G
+/// queries: attention scores over an f16 KV cache. Eight partial sums, as the SIMD twins
+/// keep them.
+pub(super) fn dot_rows_f16(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    let rows = k.len() / d;
+    for (qg, og) in q.chunks_exact(d).zip(out.chunks_exact_mut(rows)) {
+        for (row, o) in k.chunks_exact(d).zip(og.iter_mut()) {
+            *o = dot_f16(qg, row);
+        }
     }
 }
 
@@ -145,10 +148,13 @@ pub(super) fn dot_f16(q: &[f32], k: &[u16]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `out[d] += Σ_t p[t] · v[t·D + d]` for the f16 rows of `v` (D = `out.len()`): the
-/// attention-weighted sum of the values.
-pub(super) fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
-    axpy_cols_f16(p, v, out, 0);
+/// `out[g·D + c] += Σ_t p[g·T + t] · v[t·D + c]` for the f16 rows of `v` (T rows of D = `d`
+/// values) and G outputs: the attention-weighted sum of the values for G query heads.
+pub(super) fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    let rows = v.len() / d;
+    for (pg, og) in p.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
+        axpy_cols_f16(pg, v, og, 0);
+    }
 }
 
 /// [`axpy_rows_f16`] for columns `from..` only: the SIMD twins' tail past their lanes.

@@ -156,62 +156,116 @@ unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock],
 }
 
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `k` holds `out.len()` rows of `q.len()` values.
+/// The CPU must have AVX2, FMA and F16C; `q` holds G queries of `d` values, `k` rows of `d`
+/// values, `out` G·rows scores (query-major).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows_f16(q: &[f32], k: &[u16], out: &mut [f32]) {
-    let d = q.len();
-    let main = d / 8 * 8;
-    debug_assert!(k.len() >= out.len() * d);
-    for (t, o) in out.iter_mut().enumerate() {
-        let row = &k[t * d..(t + 1) * d];
-        // SAFETY: AVX2/FMA/F16C per the contract; every load is inside `q[..main]` and
-        // `row[..main]` (8 values a step).
+pub(super) unsafe fn dot_rows_f16(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    let rows = k.len() / d;
+    // Up to four queries (query heads sharing a KV head) per pass over the keys: each key
+    // row is read and converted once for all of them.
+    for (qs, outs) in q.chunks(4 * d).zip(out.chunks_mut(4 * rows)) {
+        // SAFETY: forwarded contract; each chunk holds `qs.len() / d` queries and as many
+        // score rows.
         unsafe {
-            let mut acc = _mm256_setzero_ps();
+            match qs.len() / d {
+                1 => dot_group::<1>(qs, d, k, outs),
+                2 => dot_group::<2>(qs, d, k, outs),
+                3 => dot_group::<3>(qs, d, k, outs),
+                _ => dot_group::<4>(qs, d, k, outs),
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    let main = d / 8 * 8;
+    let rows = k.len() / d;
+    debug_assert!(q.len() == G * d && out.len() == G * rows);
+    for t in 0..rows {
+        let row = &k[t * d..(t + 1) * d];
+        // SAFETY: AVX2/FMA/F16C per the contract; every load is inside `row[..main]` and
+        // query g's `q[g·d..g·d + main]` (8 values a step).
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); G];
             let mut i = 0;
             while i < main {
-                let h = _mm_loadu_si128(row.as_ptr().add(i) as *const __m128i);
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_cvtph_ps(h), acc);
+                let h = _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(i) as *const __m128i));
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(g * d + i)), h, *acc);
+                }
                 i += 8;
             }
-            *o = hsum(acc) + super::portable::dot_f16(&q[main..], &row[main..]);
+            for (g, acc) in acc.iter().enumerate() {
+                let mut s = hsum(*acc);
+                if main < d {
+                    s += super::portable::dot_f16(&q[g * d + main..(g + 1) * d], &row[main..]);
+                }
+                out[g * rows + t] = s;
+            }
         }
     }
 }
 
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `v` holds `p.len()` rows of `out.len()` values.
+/// The CPU must have AVX2, FMA and F16C; `v` holds rows of `d` values, `p` G·rows weights
+/// (query-major), `out` G outputs of `d` values.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32]) {
-    let d = out.len();
-    let main = d / 32 * 32;
-    debug_assert!(v.len() >= p.len() * d);
-    // 32 columns at a time in four registers, every row added before they are stored.
-    let mut c = 0;
-    while c < main {
-        // SAFETY: AVX2/FMA/F16C per the contract; columns c..c+32 are inside `out` and
-        // inside every row of `v` (row t starts at t·d).
+pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    let rows = v.len() / d;
+    for (ps, outs) in p.chunks(4 * rows).zip(out.chunks_mut(4 * d)) {
+        // SAFETY: forwarded contract; each chunk holds `outs.len() / d` outputs and as many
+        // weight rows.
         unsafe {
-            let o = out.as_mut_ptr().add(c);
-            let mut acc = [
-                _mm256_loadu_ps(o),
-                _mm256_loadu_ps(o.add(8)),
-                _mm256_loadu_ps(o.add(16)),
-                _mm256_loadu_ps(o.add(24)),
-            ];
-            for (t, &w) in p.iter().enumerate() {
-                let a = _mm256_set1_ps(w);
-                let row = v.as_ptr().add(t * d + c);
-                for (j, acc) in acc.iter_mut().enumerate() {
-                    let h = _mm_loadu_si128(row.add(8 * j) as *const __m128i);
-                    *acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), a, *acc);
-                }
-            }
-            for (j, acc) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(8 * j), *acc);
+            match outs.len() / d {
+                1 => axpy_group::<1>(ps, v, outs, d),
+                2 => axpy_group::<2>(ps, v, outs, d),
+                3 => axpy_group::<3>(ps, v, outs, d),
+                _ => axpy_group::<4>(ps, v, outs, d),
             }
         }
-        c += 32;
     }
-    super::portable::axpy_cols_f16(p, v, out, main);
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_group<const G: usize>(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    let rows = v.len() / d;
+    let main = d / 16 * 16;
+    debug_assert!(p.len() == G * rows && out.len() == G * d);
+    // 16 columns of every output at a time in registers, every row added before they are
+    // stored; each value row's 16 columns are read and converted once for all G outputs.
+    let mut c = 0;
+    while c < main {
+        // SAFETY: AVX2/FMA/F16C per the contract; columns c..c+16 are inside every output
+        // (output g starts at g·d) and inside every row of `v` (row t starts at t·d), and
+        // weight `g·rows + t` is inside `p` (G·rows weights).
+        unsafe {
+            let o = out.as_mut_ptr();
+            let mut acc = [[_mm256_setzero_ps(); 2]; G];
+            for (g, acc) in acc.iter_mut().enumerate() {
+                acc[0] = _mm256_loadu_ps(o.add(g * d + c));
+                acc[1] = _mm256_loadu_ps(o.add(g * d + c + 8));
+            }
+            for t in 0..rows {
+                let row = v.as_ptr().add(t * d + c);
+                let h0 = _mm256_cvtph_ps(_mm_loadu_si128(row as *const __m128i));
+                let h1 = _mm256_cvtph_ps(_mm_loadu_si128(row.add(8) as *const __m128i));
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm256_set1_ps(*p.get_unchecked(g * rows + t));
+                    acc[0] = _mm256_fmadd_ps(h0, a, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(h1, a, acc[1]);
+                }
+            }
+            for (g, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(g * d + c), acc[0]);
+                _mm256_storeu_ps(o.add(g * d + c + 8), acc[1]);
+            }
+        }
+        c += 16;
+    }
+    if main < d {
+        for (ps, o) in p.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
+            super::portable::axpy_cols_f16(ps, v, o, main);
+        }
+    }
 }

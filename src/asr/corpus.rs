@@ -58,3 +58,88 @@ pub fn load(manifest: &Path, cache: &crate::cache::Cache) -> Result<Vec<Clip>> {
     }
     Ok(clips)
 }
+
+/// One stretch of recorded human speech, for measuring what must not react to it (false
+/// accepts of a wake word).
+pub struct Recording {
+    pub name: String,
+    /// 16 kHz mono.
+    pub samples: Vec<f32>,
+}
+
+impl Recording {
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / crate::audio::SAMPLE_RATE as f64
+    }
+}
+
+/// Pause put between the prompts of a collection.
+const PROMPT_GAP_S: f64 = 0.5;
+
+/// All the recorded human speech the cache has: each `speech/*.wav` (LibriVox readings, the
+/// CMU ARCTIC clips, ...) as one recording, and each collection of short prompts under
+/// `speech/prompts/NAME/` (every WAV below it, in path order, 0.5 s apart) as one recording,
+/// so a detector streams through it as through a long session instead of restarting per
+/// prompt. Synthetic speech (`speech/synthetic/`) is not included.
+pub fn real_speech(cache: &crate::cache::Cache) -> Result<Vec<Recording>> {
+    use crate::audio::wav;
+    let speech = cache.speech();
+    let wavs = |dir: &Path, deep: bool| -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d)
+                .with_context(|| format!("{}: cannot list it (run `make models`)", d.display()))?
+            {
+                let p = e?.path();
+                if p.is_dir() {
+                    if deep {
+                        todo.push(p);
+                    }
+                } else if p.extension().is_some_and(|x| x == "wav") {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    let mut out = Vec::new();
+    for p in wavs(&speech, false)? {
+        out.push(Recording {
+            name: p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            samples: wav::read_16k_mono(&p)?.0,
+        });
+    }
+    let prompts = speech.join("prompts");
+    if prompts.is_dir() {
+        let mut sets: Vec<PathBuf> = std::fs::read_dir(&prompts)
+            .with_context(|| format!("{}: cannot list it", prompts.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        sets.sort();
+        let gap = (PROMPT_GAP_S * crate::audio::SAMPLE_RATE as f64) as usize;
+        for set in sets {
+            let files = wavs(&set, true)?;
+            let mut samples = Vec::new();
+            for p in &files {
+                samples.extend(wav::read_16k_mono(p)?.0);
+                samples.resize(samples.len() + gap, 0.0);
+            }
+            out.push(Recording {
+                name: format!(
+                    "prompts/{} ({} prompts)",
+                    set.file_name().unwrap_or_default().to_string_lossy(),
+                    files.len()
+                ),
+                samples,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -188,23 +188,19 @@ fn bench_wake(args: &WakeBenchArgs) -> Result<Value> {
     } else {
         args.heads.clone()
     };
-    let clips = if args.clip.is_empty() {
-        let speech = super::cache().speech();
-        let mut c: Vec<_> = std::fs::read_dir(&speech)
-            .map_err(|e| anyhow::anyhow!("{}: {e} (run `make models`)", speech.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wav"))
-            .collect();
-        c.sort();
-        c
+    let audio: Vec<(String, Vec<f32>)> = if args.clip.is_empty() {
+        edgevox::asr::corpus::real_speech(&super::cache())?
+            .into_iter()
+            .map(|r| (r.name, r.samples))
+            .collect()
     } else {
-        args.clip.clone()
+        let mut a = Vec::new();
+        for c in &args.clip {
+            a.push((c.display().to_string(), wav::read_16k_mono(c)?.0));
+        }
+        a
     };
-    anyhow::ensure!(!clips.is_empty(), "no clips to measure");
-    let mut audio = Vec::new();
-    for c in &clips {
-        audio.push((c, wav::read_16k_mono(c)?.0));
-    }
+    anyhow::ensure!(!audio.is_empty(), "no clips to measure");
     let hours: f64 = audio
         .iter()
         .map(|(_, x)| x.len() as f64 / 16_000.0)
@@ -238,7 +234,7 @@ fn bench_wake(args: &WakeBenchArgs) -> Result<Value> {
             let found = w.push(x)?;
             total += found.len();
             accepts.push(json!({
-                "clip": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "clip": path,
                 "seconds": x.len() as f64 / 16_000.0,
                 "false_accepts": found.iter().map(|d| json!({"at_s": d.at_s, "score": d.score})).collect::<Vec<_>>(),
             }));

@@ -346,12 +346,12 @@ pub fn dot_rows_f16(kernel: Kernel, q: &[f32], d: usize, k: &[u16], out: &mut [f
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.available() => {
             // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
-            unsafe { x86::dot_rows_f16(q, d, k, out) }
+            unsafe { dot_in_groups(x86::DOT_GROUPS, q, d, k, out) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon | Kernel::Dotprod if kernel.available() => {
             // SAFETY: NEON is present (checked); lengths checked above.
-            unsafe { arm::dot_rows_f16(q, d, k, out) }
+            unsafe { dot_in_groups(arm::DOT_GROUPS, q, d, k, out) }
         }
         _ => portable::dot_rows_f16(q, d, k, out),
     }
@@ -373,14 +373,53 @@ pub fn axpy_rows_f16(kernel: Kernel, p: &[f32], v: &[u16], out: &mut [f32], d: u
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.available() => {
             // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
-            unsafe { x86::axpy_rows_f16(p, v, out, d) }
+            unsafe { axpy_in_groups(x86::AXPY_GROUPS, p, v, out, d) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon | Kernel::Dotprod if kernel.available() => {
             // SAFETY: NEON is present (checked); lengths checked above.
-            unsafe { arm::axpy_rows_f16(p, v, out, d) }
+            unsafe { axpy_in_groups(arm::AXPY_GROUPS, p, v, out, d) }
         }
         _ => portable::axpy_rows_f16(p, v, out, d),
+    }
+}
+
+/// A SIMD score kernel for exactly G queries (`q`: G·d values, `out`: G·rows scores).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+type DotGroup = unsafe fn(q: &[f32], d: usize, k: &[u16], out: &mut [f32]);
+/// A SIMD weighted-sum kernel for exactly G outputs (`p`: G·rows weights, `out`: G·d).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+type AxpyGroup = unsafe fn(p: &[f32], v: &[u16], out: &mut [f32], d: usize);
+
+/// [`dot_rows_f16`] through an architecture's group kernels (`groups[G - 1]` takes G
+/// queries): up to four queries per pass over the keys, so each key row is read and converted
+/// once for all of them.
+///
+/// # Safety
+/// The CPU must have what the group kernels are compiled for; lengths as [`dot_rows_f16`]
+/// checks them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn dot_in_groups(groups: [DotGroup; 4], q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
+    let rows = k.len() / d;
+    for (qs, outs) in q.chunks(4 * d).zip(out.chunks_mut(4 * rows)) {
+        // SAFETY: forwarded contract; each chunk holds G = `qs.len() / d` (1..=4) queries
+        // and G score rows, which is what `groups[G - 1]` takes.
+        unsafe { groups[qs.len() / d - 1](qs, d, k, outs) }
+    }
+}
+
+/// [`axpy_rows_f16`] through an architecture's group kernels (`groups[G - 1]` takes G
+/// outputs): up to four outputs per pass over the values.
+///
+/// # Safety
+/// As [`dot_in_groups`].
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn axpy_in_groups(groups: [AxpyGroup; 4], p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
+    let rows = v.len() / d;
+    for (ps, outs) in p.chunks(4 * rows).zip(out.chunks_mut(4 * d)) {
+        // SAFETY: forwarded contract; each chunk holds G = `outs.len() / d` (1..=4) outputs
+        // and G weight rows.
+        unsafe { groups[outs.len() / d - 1](ps, v, outs, d) }
     }
 }
 

@@ -155,28 +155,13 @@ unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock],
     }
 }
 
+/// The group kernels for G = 1..=4 queries, for [`super::dot_in_groups`].
+pub(super) const DOT_GROUPS: [super::DotGroup; 4] =
+    [dot_group::<1>, dot_group::<2>, dot_group::<3>, dot_group::<4>];
+
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `q` holds G queries of `d` values, `k` rows of `d`
 /// values, `out` G·rows scores (query-major).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows_f16(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
-    let rows = k.len() / d;
-    // Up to four queries (query heads sharing a KV head) per pass over the keys: each key
-    // row is read and converted once for all of them.
-    for (qs, outs) in q.chunks(4 * d).zip(out.chunks_mut(4 * rows)) {
-        // SAFETY: forwarded contract; each chunk holds `qs.len() / d` queries and as many
-        // score rows.
-        unsafe {
-            match qs.len() / d {
-                1 => dot_group::<1>(qs, d, k, outs),
-                2 => dot_group::<2>(qs, d, k, outs),
-                3 => dot_group::<3>(qs, d, k, outs),
-                _ => dot_group::<4>(qs, d, k, outs),
-            }
-        }
-    }
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f32]) {
     let main = d / 8 * 8;
@@ -207,26 +192,13 @@ unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f
     }
 }
 
+/// The group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
+pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] =
+    [axpy_group::<1>, axpy_group::<2>, axpy_group::<3>, axpy_group::<4>];
+
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `v` holds rows of `d` values, `p` G·rows weights
 /// (query-major), `out` G outputs of `d` values.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn axpy_rows_f16(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
-    let rows = v.len() / d;
-    for (ps, outs) in p.chunks(4 * rows).zip(out.chunks_mut(4 * d)) {
-        // SAFETY: forwarded contract; each chunk holds `outs.len() / d` outputs and as many
-        // weight rows.
-        unsafe {
-            match outs.len() / d {
-                1 => axpy_group::<1>(ps, v, outs, d),
-                2 => axpy_group::<2>(ps, v, outs, d),
-                3 => axpy_group::<3>(ps, v, outs, d),
-                _ => axpy_group::<4>(ps, v, outs, d),
-            }
-        }
-    }
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn axpy_group<const G: usize>(p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
     let rows = v.len() / d;

@@ -75,12 +75,15 @@ impl Recording {
 
 /// Pause put between the prompts of a collection.
 const PROMPT_GAP_S: f64 = 0.5;
+/// Longest part a collection of prompts is streamed as (seconds).
+pub const PROMPT_PART_S: f64 = 300.0;
 
 /// All the recorded human speech the cache has: each `speech/*.wav` (LibriVox readings, the
 /// CMU ARCTIC clips, ...) as one recording, and each collection of short prompts under
-/// `speech/prompts/NAME/` (every WAV below it, in path order, 0.5 s apart) as one recording,
-/// so a detector streams through it as through a long session instead of restarting per
-/// prompt. Synthetic speech (`speech/synthetic/`) is not included.
+/// `speech/prompts/NAME/` (every WAV below it, in path order, 0.5 s apart) as recordings of up
+/// to [`PROMPT_PART_S`] each, cut between prompts, so a detector streams through them as
+/// through long sessions instead of restarting per prompt (and the parts can be streamed side
+/// by side). Synthetic speech (`speech/synthetic/`) is not included.
 pub fn real_speech(cache: &crate::cache::Cache) -> Result<Vec<Recording>> {
     use crate::audio::wav;
     let speech = cache.speech();
@@ -124,21 +127,41 @@ pub fn real_speech(cache: &crate::cache::Cache) -> Result<Vec<Recording>> {
             .collect();
         sets.sort();
         let gap = (PROMPT_GAP_S * crate::audio::SAMPLE_RATE as f64) as usize;
+        let most = (PROMPT_PART_S * crate::audio::SAMPLE_RATE as f64) as usize;
         for set in sets {
             let files = wavs(&set, true)?;
-            let mut samples = Vec::new();
-            for p in &files {
-                samples.extend(wav::read_16k_mono(p)?.0);
+            let set_name = set
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            // (first prompt, samples) of each part.
+            let mut parts: Vec<(usize, Vec<f32>)> = vec![(0, Vec::new())];
+            for (i, p) in files.iter().enumerate() {
+                let x = wav::read_16k_mono(p)?.0;
+                let last = parts.last_mut().expect("one part at least");
+                if !last.1.is_empty() && last.1.len() + x.len() + gap > most {
+                    parts.push((i, Vec::new()));
+                }
+                let samples = &mut parts.last_mut().expect("one part at least").1;
+                samples.extend(x);
                 samples.resize(samples.len() + gap, 0.0);
             }
-            out.push(Recording {
-                name: format!(
-                    "prompts/{} ({} prompts)",
-                    set.file_name().unwrap_or_default().to_string_lossy(),
-                    files.len()
-                ),
-                samples,
-            });
+            let n = parts.len();
+            let firsts: Vec<usize> = parts.iter().map(|p| p.0).collect();
+            for (k, (first, samples)) in parts.into_iter().enumerate() {
+                let end = firsts.get(k + 1).copied().unwrap_or(files.len());
+                out.push(Recording {
+                    name: format!(
+                        "prompts/{set_name} part {}/{n} (prompts {}-{} of {})",
+                        k + 1,
+                        first + 1,
+                        end,
+                        files.len()
+                    ),
+                    samples,
+                });
+            }
         }
     }
     Ok(out)

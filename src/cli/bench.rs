@@ -47,6 +47,9 @@ pub struct WakeBenchArgs {
     /// Score at or above which a phrase counts.
     #[arg(long, default_value_t = edgevox::wake::WakeOptions::default().threshold)]
     threshold: f32,
+    /// Chunks (80 ms) in a row at or above the threshold before a phrase counts.
+    #[arg(long, default_value_t = edgevox::wake::WakeOptions::default().patience)]
+    patience: usize,
     /// Timed passes over the first clip (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -208,6 +211,7 @@ fn bench_wake(args: &WakeBenchArgs) -> Result<Value> {
         / 3600.0;
     let opts = WakeOptions {
         threshold: args.threshold,
+        patience: args.patience,
         ..Default::default()
     };
     let mut results = Vec::new();
@@ -252,6 +256,7 @@ fn bench_wake(args: &WakeBenchArgs) -> Result<Value> {
     }
     Ok(json!({
         "threshold": args.threshold,
+        "patience": args.patience,
         "audio_hours": hours,
         "heads": results,
         "peak_rss_bytes": peak_rss_bytes(),
@@ -360,12 +365,47 @@ fn bench_kernels(args: &KernelBenchArgs) -> Value {
         "runs": r,
         "kernels": rows,
         "block_products": bench_block_products(r),
+        "attention_softmax": bench_softmax(r),
         "echo_canceller": {
             "taps": taps,
             "ms_per_audio_second": aec_ns / 1e6,
             "real_time_factor": aec_ns / 1e9,
         },
     })
+}
+
+/// Attention's softmax over one query's scores at 64, 512 and 1,500 positions, per kernel
+/// this CPU has, beside the plain loop with the C library's `expf` it replaced.
+fn bench_softmax(runs: usize) -> Vec<Value> {
+    use edgevox::quant::{Kernel, softmax};
+    use std::hint::black_box;
+    let mut rows = Vec::new();
+    for n in [64usize, 512, 1500] {
+        let scores: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 0.02).collect();
+        let mut x = scores.clone();
+        let batch = 2_000_000 / n;
+        let libm = ns_per_call(runs, batch, || {
+            x.copy_from_slice(&scores);
+            let peak = x.iter().fold(f32::NEG_INFINITY, |m, v| m.max(v * 0.125));
+            let mut sum = 0.0;
+            for v in x.iter_mut() {
+                *v = (*v * 0.125 - peak).exp();
+                sum += *v;
+            }
+            x.iter_mut().for_each(|v| *v /= sum);
+            black_box(&x);
+        });
+        rows.push(json!({"positions": n, "kernel": "libm_expf_loop", "ns_per_call": libm}));
+        for kernel in Kernel::all_available() {
+            let ns = ns_per_call(runs, batch, || {
+                x.copy_from_slice(&scores);
+                softmax(kernel, &mut x, 0.125);
+                black_box(&x);
+            });
+            rows.push(json!({"positions": n, "kernel": kernel.name(), "ns_per_call": ns}));
+        }
+    }
+    rows
 }
 
 /// The LLM's block products at SmolLM2's sizes, per kernel this CPU has: one pass over the

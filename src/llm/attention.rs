@@ -396,20 +396,7 @@ fn attend(
         }
     }
     for sg in scores.chunks_exact_mut(rows) {
-        let mut peak = f32::NEG_INFINITY;
-        for sc in sg.iter_mut() {
-            *sc *= scale;
-            peak = peak.max(*sc);
-        }
-        let mut sum = 0f32;
-        for sc in sg.iter_mut() {
-            *sc = (*sc - peak).exp();
-            sum += *sc;
-        }
-        let inv = 1.0 / sum;
-        for sc in sg.iter_mut() {
-            *sc *= inv;
-        }
+        quant::softmax(kernel, sg, scale);
     }
     if f16 {
         quant::round_to_f16(scores);

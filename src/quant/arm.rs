@@ -212,8 +212,12 @@ unsafe fn f16x8(p: *const u16) -> (float32x4_t, float32x4_t) {
 }
 
 /// The group kernels for G = 1..=4 queries, for [`super::dot_in_groups`].
-pub(super) const DOT_GROUPS: [super::DotGroup; 4] =
-    [dot_group::<1>, dot_group::<2>, dot_group::<3>, dot_group::<4>];
+pub(super) const DOT_GROUPS: [super::DotGroup; 4] = [
+    dot_group::<1>,
+    dot_group::<2>,
+    dot_group::<3>,
+    dot_group::<4>,
+];
 
 /// # Safety
 /// The CPU must have NEON; `q` holds G queries of `d` values, `k` rows of `d`
@@ -250,8 +254,12 @@ unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f
 }
 
 /// The group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
-pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] =
-    [axpy_group::<1>, axpy_group::<2>, axpy_group::<3>, axpy_group::<4>];
+pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] = [
+    axpy_group::<1>,
+    axpy_group::<2>,
+    axpy_group::<3>,
+    axpy_group::<4>,
+];
 
 /// # Safety
 /// The CPU must have NEON; `v` holds rows of `d` values, `p` G·rows weights
@@ -298,6 +306,90 @@ unsafe fn axpy_group<const G: usize>(p: &[f32], v: &[u16], out: &mut [f32], d: u
     if main < d {
         for (ps, o) in p.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
             super::portable::axpy_cols_f16(ps, v, o, main);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have NEON (no fused multiply-add is used: see [`super::portable::exp`]).
+unsafe fn exp4(x: float32x4_t) -> float32x4_t {
+    use super::portable::exp::*;
+    // SAFETY: NEON per the contract; register arithmetic only.
+    unsafe {
+        let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(LO)), vdupq_n_f32(HI));
+        let round = vdupq_n_f32(ROUND);
+        let n = vsubq_f32(vaddq_f32(vmulq_f32(x, vdupq_n_f32(LOG2E)), round), round);
+        let r = vsubq_f32(x, vmulq_f32(n, vdupq_n_f32(C1)));
+        let r = vsubq_f32(r, vmulq_f32(n, vdupq_n_f32(C2)));
+        let mut p = vdupq_n_f32(P[0]);
+        for &c in &P[1..] {
+            p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c));
+        }
+        let y = vaddq_f32(
+            vaddq_f32(vmulq_f32(p, vmulq_f32(r, r)), r),
+            vdupq_n_f32(1.0),
+        );
+        let two_n = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
+        vmulq_f32(y, vreinterpretq_f32_s32(two_n))
+    }
+}
+
+/// `x ← softmax(scale · x)`, eight values (two vectors) at a time: the bits
+/// [`super::portable::softmax`] gives.
+///
+/// # Safety
+/// The CPU must have NEON.
+pub(super) unsafe fn softmax(x: &mut [f32], scale: f32) {
+    let main = x.len() / 8 * 8;
+    let p = x.as_mut_ptr();
+    // SAFETY: NEON per the contract; every load and store is inside `x[..main]`, 8 at a time.
+    unsafe {
+        let s = vdupq_n_f32(scale);
+        let mut m = vdupq_n_f32(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < main {
+            for h in [0, 4] {
+                let v = vmulq_f32(vld1q_f32(p.add(i + h)), s);
+                vst1q_f32(p.add(i + h), v);
+                m = vmaxq_f32(m, v);
+            }
+            i += 8;
+        }
+        let mut peak = vmaxvq_f32(m);
+        for v in &mut x[main..] {
+            *v *= scale;
+            peak = peak.max(*v);
+        }
+        let pk = vdupq_n_f32(peak);
+        let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+        let mut i = 0;
+        while i < main {
+            let e0 = exp4(vsubq_f32(vld1q_f32(p.add(i)), pk));
+            let e1 = exp4(vsubq_f32(vld1q_f32(p.add(i + 4)), pk));
+            vst1q_f32(p.add(i), e0);
+            vst1q_f32(p.add(i + 4), e1);
+            lo = vaddq_f32(lo, e0);
+            hi = vaddq_f32(hi, e1);
+            i += 8;
+        }
+        // (s0 + s2) + (s1 + s3), s = lo + hi: the portable twin's order.
+        let s4 = vaddq_f32(lo, hi);
+        let s2 = vadd_f32(vget_low_f32(s4), vget_high_f32(s4));
+        let mut sum = vget_lane_f32::<0>(s2) + vget_lane_f32::<1>(s2);
+        for v in &mut x[main..] {
+            *v = super::portable::exp(*v - peak);
+            sum += *v;
+        }
+        let inv = vdupq_n_f32(1.0 / sum);
+        let mut i = 0;
+        while i < main {
+            for h in [0, 4] {
+                vst1q_f32(p.add(i + h), vmulq_f32(vld1q_f32(p.add(i + h)), inv));
+            }
+            i += 8;
+        }
+        for v in &mut x[main..] {
+            *v *= 1.0 / sum;
         }
     }
 }

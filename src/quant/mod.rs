@@ -384,6 +384,25 @@ pub fn axpy_rows_f16(kernel: Kernel, p: &[f32], v: &[u16], out: &mut [f32], d: u
     }
 }
 
+/// `x ← softmax(scale · x)` (attention's probabilities from one query's scores): the same
+/// bits on every path, since the AVX2 and NEON twins compute the portable exponential lane by
+/// lane (no fused multiply-adds) and sum in eight lanes as it does.
+pub fn softmax(kernel: Kernel, x: &mut [f32], scale: f32) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if kernel.available() => {
+            // SAFETY: AVX2 is present (checked).
+            unsafe { x86::softmax(x, scale) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon | Kernel::Dotprod if kernel.available() => {
+            // SAFETY: NEON is present (checked).
+            unsafe { arm::softmax(x, scale) }
+        }
+        _ => portable::softmax(x, scale),
+    }
+}
+
 /// A SIMD score kernel for exactly G queries (`q`: G·d values, `out`: G·rows scores).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 type DotGroup = unsafe fn(q: &[f32], d: usize, k: &[u16], out: &mut [f32]);
@@ -872,6 +891,56 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn softmax_is_the_same_bits_on_every_path_and_close_to_f64() {
+        // The exponential alone: within about an ulp of f64's over its whole range.
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = portable::exp::LO + (portable::exp::HI - portable::exp::LO) * i as f32 / 2e5;
+            let (got, want) = (portable::exp(x) as f64, (x as f64).exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        eprintln!("exp: worst relative error {worst:.2e}");
+        assert!(worst < 2e-7, "exp: relative error {worst:e}");
+        let mut g = Lcg(77);
+        for &n in &[1usize, 2, 7, 8, 9, 16, 63, 64, 65, 300, 1500] {
+            for spread in [0.1f32, 8.0, 200.0] {
+                let scores: Vec<f32> = (0..n).map(|_| g.unit() * spread).collect();
+                let mut want = scores.clone();
+                portable::softmax(&mut want, 0.125);
+                // f64's exponential of the same f32 differences (their rounding, up to
+                // 2.6e-6 relative at e^-44, is f32's, not the exponential's).
+                let peak = scores
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| m.max(0.125 * v));
+                let e: Vec<f64> = scores
+                    .iter()
+                    .map(|&v| ((0.125 * v - peak) as f64).exp())
+                    .collect();
+                let total: f64 = e.iter().sum();
+                for (i, (p, r)) in want.iter().zip(&e).enumerate() {
+                    let r = r / total;
+                    // 1e-30: below f32's softmax floor (exp clamps at -87.3), absolute instead.
+                    assert!(
+                        (*p as f64 - r).abs() <= 1e-6 * r + 1e-30,
+                        "n {n} spread {spread} [{i}]: {p:e} vs {r:e}"
+                    );
+                }
+                for k in Kernel::all_available() {
+                    let mut got = scores.clone();
+                    softmax(k, &mut got, 0.125);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{} n {n} spread {spread}",
+                        k.name()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

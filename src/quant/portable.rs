@@ -166,3 +166,77 @@ pub(super) fn axpy_cols_f16(p: &[f32], v: &[u16], out: &mut [f32], from: usize) 
         }
     }
 }
+
+/// The softmax's exponential and its constants, shared by every path. Cephes' `expf`
+/// (range reduction by `n = round(x / ln 2)` in two parts, a degree-5 polynomial), written
+/// with separate multiplies and adds, no fused ones: each step is one IEEE operation that
+/// rounds the same in a SIMD lane as here, so the AVX2 and NEON twins give these bits.
+pub(super) mod exp {
+    /// The range the polynomial takes (`exp(LO)` ≈ 1.2e-38 is still a normal float).
+    pub const LO: f32 = -87.3;
+    pub const HI: f32 = 88.3;
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// `1.5 · 2^23`: adding it rounds to an integer, ties to even.
+    pub const ROUND: f32 = 12_582_912.0;
+    /// ln 2 = C1 − C2, C1 with few bits so that `n · C1` is exact.
+    pub const C1: f32 = 0.693_359_4;
+    pub const C2: f32 = -2.121_944_4e-4;
+    /// `exp(r) ≈ 1 + r + r² · P(r)` on |r| ≤ ln 2 / 2, highest coefficient first.
+    pub const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ];
+}
+
+/// `e^x` to within a few ulp (clamped to `[exp::LO, exp::HI]`), as the SIMD twins compute it.
+pub(super) fn exp(x: f32) -> f32 {
+    use exp::*;
+    let x = x.clamp(LO, HI);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * C1;
+    let r = r - n * C2;
+    let mut p = P[0];
+    for c in &P[1..] {
+        p = p * r + c;
+    }
+    let y = p * (r * r) + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// Eight lanes summed the way the SIMD twins reduce a vector: `(s0 + s2) + (s1 + s3)` with
+/// `s_i = a_i + a_{i+4}`.
+pub(super) fn hsum8(a: [f32; 8]) -> f32 {
+    let s: [f32; 4] = std::array::from_fn(|i| a[i] + a[i + 4]);
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// `x ← softmax(scale · x)`: the scores scaled, the peak subtracted, [`exp`], eight running
+/// sums (as eight SIMD lanes keep them), then one multiply by the sum's inverse.
+pub(super) fn softmax(x: &mut [f32], scale: f32) {
+    let main = x.len() / 8 * 8;
+    let mut peak = f32::NEG_INFINITY;
+    for v in x.iter_mut() {
+        *v *= scale;
+        peak = peak.max(*v);
+    }
+    let mut acc = [0f32; 8];
+    for c in x[..main].chunks_exact_mut(8) {
+        for (v, a) in c.iter_mut().zip(&mut acc) {
+            *v = exp(*v - peak);
+            *a += *v;
+        }
+    }
+    let mut sum = hsum8(acc);
+    for v in &mut x[main..] {
+        *v = exp(*v - peak);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x {
+        *v *= inv;
+    }
+}

@@ -156,8 +156,12 @@ unsafe fn q8_0<const M: usize>(w: &[u8], n: usize, nb: usize, acts: &[ActBlock],
 }
 
 /// The group kernels for G = 1..=4 queries, for [`super::dot_in_groups`].
-pub(super) const DOT_GROUPS: [super::DotGroup; 4] =
-    [dot_group::<1>, dot_group::<2>, dot_group::<3>, dot_group::<4>];
+pub(super) const DOT_GROUPS: [super::DotGroup; 4] = [
+    dot_group::<1>,
+    dot_group::<2>,
+    dot_group::<3>,
+    dot_group::<4>,
+];
 
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `q` holds G queries of `d` values, `k` rows of `d`
@@ -193,8 +197,12 @@ unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f
 }
 
 /// The group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
-pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] =
-    [axpy_group::<1>, axpy_group::<2>, axpy_group::<3>, axpy_group::<4>];
+pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] = [
+    axpy_group::<1>,
+    axpy_group::<2>,
+    axpy_group::<3>,
+    axpy_group::<4>,
+];
 
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `v` holds rows of `d` values, `p` G·rows weights
@@ -238,6 +246,87 @@ unsafe fn axpy_group<const G: usize>(p: &[f32], v: &[u16], out: &mut [f32], d: u
     if main < d {
         for (ps, o) in p.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
             super::portable::axpy_cols_f16(ps, v, o, main);
+        }
+    }
+}
+
+/// `e^x` in eight lanes, as [`super::portable::exp`] computes it (no FMA).
+#[target_feature(enable = "avx2")]
+fn exp8(x: __m256) -> __m256 {
+    use super::portable::exp::*;
+    {
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LO)), _mm256_set1_ps(HI));
+        let round = _mm256_set1_ps(ROUND);
+        let n = _mm256_sub_ps(
+            _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), round),
+            round,
+        );
+        let r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(C1)));
+        let r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(C2)));
+        let mut p = _mm256_set1_ps(P[0]);
+        for &c in &P[1..] {
+            p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
+        }
+        let y = _mm256_add_ps(
+            _mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
+            _mm256_set1_ps(1.0),
+        );
+        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_mul_ps(y, _mm256_castsi256_ps(two_n))
+    }
+}
+
+/// `x ← softmax(scale · x)`, eight lanes at a time: the bits [`super::portable::softmax`] gives.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn softmax(x: &mut [f32], scale: f32) {
+    let main = x.len() / 8 * 8;
+    let p = x.as_mut_ptr();
+    // SAFETY: AVX2 per the contract; every load and store is inside `x[..main]`, 8 at a time.
+    unsafe {
+        let s = _mm256_set1_ps(scale);
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < main {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), s);
+            _mm256_storeu_ps(p.add(i), v);
+            m = _mm256_max_ps(m, v);
+            i += 8;
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let mut peak = lanes.into_iter().fold(f32::NEG_INFINITY, f32::max);
+        for v in &mut x[main..] {
+            *v *= scale;
+            peak = peak.max(*v);
+        }
+        let pk = _mm256_set1_ps(peak);
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < main {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), pk));
+            _mm256_storeu_ps(p.add(i), e);
+            acc = _mm256_add_ps(acc, e);
+            i += 8;
+        }
+        let mut sum = hsum(acc);
+        for v in &mut x[main..] {
+            *v = super::portable::exp(*v - peak);
+            sum += *v;
+        }
+        let inv = _mm256_set1_ps(1.0 / sum);
+        let mut i = 0;
+        while i < main {
+            _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inv));
+            i += 8;
+        }
+        for v in &mut x[main..] {
+            *v *= 1.0 / sum;
         }
     }
 }

@@ -75,6 +75,9 @@ pub struct TalkArgs {
     /// Wake-phrase score (0-1) at or above which it counts.
     #[arg(long, default_value_t = WakeOptions::default().threshold)]
     wake_threshold: f32,
+    /// Chunks (80 ms each) in a row at or above the threshold before the phrase counts.
+    #[arg(long, default_value_t = WakeOptions::default().patience)]
+    wake_patience: usize,
     /// With a wake word: seconds after a reply in which a follow-up needs no wake phrase.
     #[arg(long, default_value_t = LoopOptions::default().follow_up_s)]
     pub follow_up_s: f64,
@@ -124,6 +127,7 @@ impl TalkArgs {
         let dir = super::cache().wake();
         let opts = WakeOptions {
             threshold: self.wake_threshold,
+            patience: self.wake_patience,
             ..Default::default()
         };
         match WakeWord::load(&dir, &[name], opts) {

@@ -224,6 +224,11 @@ impl WakeWord {
             "a wake-word threshold of {} is outside (0, 1]",
             opts.threshold
         );
+        ensure!(
+            opts.patience >= 1,
+            "a wake-word patience of {} chunks: a phrase needs at least one chunk at the threshold",
+            opts.patience
+        );
         let mut w = Self::front_end(dir)?;
         for &name in heads {
             let (label, scorer) = if let Some(phrase) = name.strip_prefix("custom:") {

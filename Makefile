@@ -31,7 +31,7 @@ BIN := target/release/edgevox
 APT_PACKAGES := build-essential pkg-config cmake git python3 python3-venv python3-pip \
 	libclang-dev libasound2-dev espeak-ng
 
-.PHONY: all deps models refs build demo test test-python test-rust lint bench bench-compare \
+.PHONY: all deps models refs build demo test test-python test-rust test-models test-build board-build lint bench bench-compare \
 	bench-asr bench-asr-compare bench-e2e bench-facts clean-models test-board-errors cross cross-deps \
 	test-cross test-cross-dotprod tiny-llm deb test-deb binfmt refs-llamacpp FORCE
 
@@ -152,7 +152,7 @@ demo: models build
 test-python: $(VENV)/.stamp $(GGUF)
 	cd models && $(PY) -m pytest -q tests
 
-test-rust: models $(LLM_F32)/llm.json tiny-llm refs
+test-rust: test-models
 	$(CARGO) test --release
 
 lint: deps
@@ -280,7 +280,42 @@ test-board-errors: deps
 		&& grep -q 'DEFAULT_BOARD: &str = "x86_64"' boards.rs
 	@echo "board errors: an unknown board and a foreign target are refused at build time"
 
-test: lint test-python test-rust test-board-errors test-cross test-cross-dotprod test-deb
+# `make test` runs three lanes side by side, then the board's tests:
+#   native (this shell): lint, the native test build, then the native tests, alone on the CPU
+#     when they run (their replays are real time);
+#   [models]: fetching and converting what the tests read (network and Python), beside clippy
+#     and the native build;
+#   [board]: the arm64 root file system and the aarch64 builds at idle priority (SCHED_IDLE:
+#     it gets a core only when the other lanes leave one idle: in cargo's one-crate stretches
+#     and while the replays wait on the clock).
+# One after the other they took 56 minutes of a cold run here; most of it was one core busy.
+# A lane's output is prefixed with its name; a failing lane stops `make test`, and the others
+# are stopped with it.
+LANE = $(MAKE) --no-print-directory
+test: deps cross-deps binfmt
+	@set -euo pipefail; set -m; models= board=; \
+	stop() { for g in $$models $$board; do kill -- -$$g 2>/dev/null || true; done; }; \
+	trap stop EXIT; \
+	( $(LANE) test-models 2>&1 | sed -u 's/^/[models] /' ) & models=$$!; \
+	( chrt --idle 0 $(LANE) board-build 2>&1 | sed -u 's/^/[board] /' ) & board=$$!; \
+	$(LANE) lint test-build; \
+	wait $$models || { echo "make test: the models lane failed"; exit 1; }; \
+	$(LANE) test-python test-rust test-board-errors; \
+	wait $$board || { echo "make test: the board lane failed"; exit 1; }; \
+	$(LANE) test-cross test-cross-dotprod test-deb; \
+	trap - EXIT
+
+# What the Rust tests and the board's tests read.
+test-models: models $(LLM_F32)/llm.json tiny-llm refs
+
+# The native tests compiled, not run (`make test` does this beside the models lane).
+test-build: deps
+	$(CARGO) test --release --no-run
+
+# The aarch64 builds test-cross and test-deb use, and the root file system test-deb installs into.
+board-build: $(ROOTFS)/.stamp $(CROSS_BIN) | cross-deps
+	@mkdir -p $(CROSS_DIR)
+	$(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib --no-run
 
 bench: models build
 	$(BIN) bench llm

@@ -199,6 +199,8 @@ CROSS_ENV = EDGEVOX_BOARD=$(BOARD) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=$(CROSS
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-cpu=$(CROSS_CPU)"
 
 CROSS_BIN = $(CROSS_DIR)/$(CROSS_TRIPLE)/release/edgevox
+# The library's unit tests for the board (board-build compiles them, test-cross runs them).
+CROSS_TEST = $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib
 
 cross: $(CROSS_BIN)
 	@ls -l $(CROSS_BIN)
@@ -243,8 +245,7 @@ test-deb: $(DEBS) $(ROOTFS)/.stamp binfmt
 test-cross: cross-deps tiny-llm
 	@test -f $(BOARD_FILE) || { echo "test-cross: no board $(BOARD) (boards/*.toml)"; exit 2; }
 	@mkdir -p $(CROSS_DIR)
-	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
-		-- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test.log
+	set -o pipefail; QEMU_CPU=$(QEMU_CPU) $(CROSS_TEST) -- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test.log
 	@grep -q '^tract matmul kernels: \["arm64' $(CROSS_DIR)/test.log
 	@grep -q '^tiny q4_1 model (neon\|dotprod kernel)' $(CROSS_DIR)/test.log
 	@grep -q '^test result: ok' $(CROSS_DIR)/test.log
@@ -256,8 +257,7 @@ test-cross: cross-deps tiny-llm
 # chosen at run time, so this runs the sdot kernels (and their equivalence tests) that an
 # A72 build carries for A55/A76 boards, without a second cross build.
 test-cross-dotprod: test-cross
-	set -o pipefail; QEMU_CPU=cortex-a76 $(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib \
-		-- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test-a76.log
+	set -o pipefail; QEMU_CPU=cortex-a76 $(CROSS_TEST) -- --nocapture --test-threads 2 2>&1 | tee $(CROSS_DIR)/test-a76.log
 	@grep -q '^quant kernels on this CPU: \["portable", "neon", "dotprod"\]' $(CROSS_DIR)/test-a76.log
 	@grep -q '^tiny q4_1 model (dotprod kernel)' $(CROSS_DIR)/test-a76.log
 	@grep -q '^test result: ok' $(CROSS_DIR)/test-a76.log
@@ -315,7 +315,7 @@ test-build: deps
 # The aarch64 builds test-cross and test-deb use, and the root file system test-deb installs into.
 board-build: $(ROOTFS)/.stamp $(CROSS_BIN) | cross-deps
 	@mkdir -p $(CROSS_DIR)
-	$(CROSS_ENV) /usr/bin/cargo test --release --target $(CROSS_TRIPLE) --lib --no-run
+	$(CROSS_TEST) --no-run
 
 bench: models build
 	$(BIN) bench llm

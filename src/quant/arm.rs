@@ -380,7 +380,8 @@ pub(super) unsafe fn softmax(x: &mut [f32], scale: f32) {
             *v = super::portable::exp(*v - peak);
             sum += *v;
         }
-        let inv = vdupq_n_f32(1.0 / sum);
+        let inv_sum = 1.0 / sum;
+        let inv = vdupq_n_f32(inv_sum);
         let mut i = 0;
         while i < main {
             for h in [0, 4] {
@@ -389,7 +390,7 @@ pub(super) unsafe fn softmax(x: &mut [f32], scale: f32) {
             i += 8;
         }
         for v in &mut x[main..] {
-            *v *= 1.0 / sum;
+            *v *= inv_sum;
         }
     }
 }

@@ -254,29 +254,27 @@ unsafe fn axpy_group<const G: usize>(p: &[f32], v: &[u16], out: &mut [f32], d: u
 #[target_feature(enable = "avx2")]
 fn exp8(x: __m256) -> __m256 {
     use super::portable::exp::*;
-    {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LO)), _mm256_set1_ps(HI));
-        let round = _mm256_set1_ps(ROUND);
-        let n = _mm256_sub_ps(
-            _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), round),
-            round,
-        );
-        let r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(C1)));
-        let r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(C2)));
-        let mut p = _mm256_set1_ps(P[0]);
-        for &c in &P[1..] {
-            p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
-        }
-        let y = _mm256_add_ps(
-            _mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
-            _mm256_set1_ps(1.0),
-        );
-        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_mul_ps(y, _mm256_castsi256_ps(two_n))
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LO)), _mm256_set1_ps(HI));
+    let round = _mm256_set1_ps(ROUND);
+    let n = _mm256_sub_ps(
+        _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), round),
+        round,
+    );
+    let r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(C1)));
+    let r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(C2)));
+    let mut p = _mm256_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
     }
+    let y = _mm256_add_ps(
+        _mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
+        _mm256_set1_ps(1.0),
+    );
+    let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_mul_ps(y, _mm256_castsi256_ps(two_n))
 }
 
 /// `x ← softmax(scale · x)`, eight lanes at a time: the bits [`super::portable::softmax`] gives.
@@ -319,14 +317,15 @@ pub(super) unsafe fn softmax(x: &mut [f32], scale: f32) {
             *v = super::portable::exp(*v - peak);
             sum += *v;
         }
-        let inv = _mm256_set1_ps(1.0 / sum);
+        let inv_sum = 1.0 / sum;
+        let inv = _mm256_set1_ps(inv_sum);
         let mut i = 0;
         while i < main {
             _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inv));
             i += 8;
         }
         for v in &mut x[main..] {
-            *v *= 1.0 / sum;
+            *v *= inv_sum;
         }
     }
 }

@@ -259,7 +259,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
     // place into buffers of the context's size (pages are resident once written: a full
     // context is the bound).
     let kv_per_token =
-        2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * crate::llm::KvType::F16.bytes();
+        2 * cfg.n_layers * cfg.n_kv_heads * crate::llm::KvType::F16.row_bytes(cfg.head_dim);
     // Logits for a prompt chunk (the whole vocabulary per position) and the hidden states.
     let chunk = 128u64;
     let activations = chunk * (cfg.vocab as u64 + 4 * cfg.ffn as u64) * 4;

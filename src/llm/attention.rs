@@ -231,10 +231,22 @@ impl TypedOp for Attention {
     as_op!();
 }
 
+/// A thread's working memory for one group of query heads (grown to the longest context
+/// seen, then reused: no allocation per head).
+#[derive(Default)]
+struct Scratch {
+    /// Scores, then probabilities: G rows of T.
+    scores: Vec<f32>,
+    /// The G output heads.
+    acc: Vec<f32>,
+    /// With an 8-bit cache: the G queries quantized to 8-bit blocks, and their scores as the
+    /// block kernel writes them (T rows of G).
+    acts: Vec<quant::ActBlock>,
+    by_key: Vec<f32>,
+}
+
 thread_local! {
-    /// Each thread's scores row and output head (grown to the longest context seen, then
-    /// reused: no allocation per head).
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 impl Attention {
@@ -302,14 +314,13 @@ impl Attention {
             let g = heads.len();
             let (kr, vr) = cache.head(self.layer, heads.start / group);
             SCRATCH.with(|scratch| {
-                let (sc, acc) = &mut *scratch.borrow_mut();
-                acc.resize(g * d, 0.0);
+                let scratch = &mut *scratch.borrow_mut();
+                scratch.acc.resize(g * d, 0.0);
                 for i in 0..s {
                     let t = start + i + 1;
-                    if sc.len() < g * t {
-                        sc.resize(g * t, 0.0);
+                    if scratch.scores.len() < g * t {
+                        scratch.scores.resize(g * t, 0.0);
                     }
-                    let scores = &mut sc[..g * t];
                     let qi = &q_rot[(i * h + heads.start) * d..(i * h + heads.end) * d];
                     attend(
                         kernel,
@@ -318,11 +329,11 @@ impl Attention {
                         &kr.first(t, d),
                         &vr.first(t, d),
                         scale,
-                        scores,
-                        acc,
+                        scratch,
+                        t,
                         f16,
                     );
-                    dst(i, heads.start, acc);
+                    dst(i, heads.start, &scratch.acc);
                 }
             });
         };
@@ -368,9 +379,12 @@ impl Attention {
     }
 }
 
-/// `out_g = softmax(scale · K q_g) V` over the rows of `k` and `v` for each of the G queries
-/// in `q` (G queries of D = `d` values; `scores`: G·rows, `out`: G·D), the probabilities rounded to f16 when
-/// `f16`. The f16 kernels read each key and value row once for all G.
+/// `out_g = softmax(scale · K q_g) V` over the `rows` rows of `k` and `v` for each of the G
+/// queries in `q` (G queries of D = `d` values) into `scratch.acc` (G·D), the probabilities
+/// rounded to f16 when `f16`. The f16 and q8 kernels read each key and value row once for
+/// all G. With an 8-bit cache the queries are quantized to 8-bit blocks for their integer
+/// products with the keys (llama.cpp's arithmetic for a `q8_0` cache); the probabilities
+/// stay f32.
 #[allow(clippy::too_many_arguments)]
 fn attend(
     kernel: Kernel,
@@ -379,14 +393,48 @@ fn attend(
     k: &Rows,
     v: &Rows,
     scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
+    scratch: &mut Scratch,
+    rows: usize,
     f16: bool,
 ) {
     let groups = q.len() / d;
-    let rows = scores.len() / groups;
+    let scores = &mut scratch.scores[..groups * rows];
+    let out = &mut scratch.acc[..groups * d];
     match k {
         Rows::F16(k) => quant::dot_rows_f16(kernel, q, d, k, scores),
+        Rows::Q8(k) => {
+            let keys = quant::BlockMatrix {
+                ty: quant::BlockType::Q8_0,
+                rows,
+                cols: d,
+                data: k,
+            };
+            // The block kernel takes up to MAX_ROWS queries per pass over the keys.
+            for (qc, sc) in q
+                .chunks(quant::MAX_ROWS * d)
+                .zip(scores.chunks_mut(quant::MAX_ROWS * rows))
+            {
+                let m = qc.len() / d;
+                scratch
+                    .acts
+                    .resize(qc.len() / quant::QK, quant::ActBlock::default());
+                quant::quantize_activations(qc, &mut scratch.acts);
+                scratch.by_key.resize(rows * m, 0.0);
+                quant::matmul_rows(
+                    kernel,
+                    &keys,
+                    &scratch.acts,
+                    m,
+                    0..rows,
+                    &mut scratch.by_key,
+                );
+                for (t, row) in scratch.by_key.chunks_exact(m).enumerate() {
+                    for (g, &x) in row.iter().enumerate() {
+                        sc[g * rows + t] = x;
+                    }
+                }
+            }
+        }
         Rows::F32(k) => {
             for (qg, sg) in q.chunks_exact(d).zip(scores.chunks_exact_mut(rows)) {
                 for (sc, row) in sg.iter_mut().zip(k.chunks_exact(d)) {
@@ -404,6 +452,7 @@ fn attend(
     out.fill(0.0);
     match v {
         Rows::F16(v) => quant::axpy_rows_f16(kernel, scores, v, out, d),
+        Rows::Q8(v) => quant::axpy_rows_q8(kernel, scores, v, out, d),
         Rows::F32(v) => {
             for (pg, og) in scores.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
                 for (&p, row) in pg.iter().zip(v.chunks_exact(d)) {
@@ -462,10 +511,11 @@ mod tests {
     use crate::llm::kv::KvType;
 
     /// The op against attention written out in f64 from the definitions, over a cache filled
-    /// in two steps (3 tokens, then 2), for both storage types, with 1 and 2 threads.
+    /// in two steps (3 tokens, then 2), for every storage type, with 1 to 3 threads.
     #[test]
     fn attention_matches_the_definition_across_steps() {
-        let (h, kvh, d) = (4, 2, 8);
+        // Heads of 32 values: one Q8_0 block each, so the 8-bit cache is tested too.
+        let (h, kvh, d) = (4, 2, 32);
         let op = Attention {
             layer: 1,
             heads: h,
@@ -479,9 +529,27 @@ mod tests {
         let q: Vec<f32> = (0..total * h * d).map(|i| val(i, 1)).collect();
         let k: Vec<f32> = (0..total * kvh * d).map(|i| val(i, 2)).collect();
         let v: Vec<f32> = (0..total * kvh * d).map(|i| val(i, 3)).collect();
-        let round = |x: f32, ty: KvType| match ty {
-            KvType::F16 => crate::quant::f16_to_f32(crate::quant::f32_to_f16(x)) as f64,
-            KvType::F32 => x as f64,
+        // A row of heads as the cache stores it: f16, f32, or Q8_0 blocks (by the rule of
+        // llama.cpp's reference quantizer, written out here).
+        let store = |x: &[f32], ty: KvType| -> Vec<f64> {
+            match ty {
+                KvType::F16 => x
+                    .iter()
+                    .map(|&x| crate::quant::f16_to_f32(crate::quant::f32_to_f16(x)) as f64)
+                    .collect(),
+                KvType::F32 => x.iter().map(|&x| x as f64).collect(),
+                KvType::Q8 => x
+                    .chunks(32)
+                    .flat_map(|b| {
+                        let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let id = 1.0 / (amax / 127.0);
+                        let sc = crate::quant::f16_to_f32(crate::quant::f32_to_f16(amax / 127.0));
+                        b.iter()
+                            .map(move |&v| (v * id).round() as f64 * sc as f64)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+            }
         };
         let rot = |x: &[f32], pos: usize, heads: usize| -> Vec<f64> {
             let mut y = vec![0f64; heads * d];
@@ -495,7 +563,7 @@ mod tests {
             }
             y
         };
-        for ty in [KvType::F16, KvType::F32] {
+        for ty in [KvType::F16, KvType::F32, KvType::Q8] {
             // Three threads cut a KV head's query heads between two parts.
             for threads in [1, 2, 3] {
                 let pool = workers::Workers::new(threads).unwrap();
@@ -529,21 +597,35 @@ mod tests {
                             .iter()
                             .map(|&x| x as f32)
                             .collect();
-                        kr.iter().map(|&x| round(x, ty)).collect()
+                        store(&kr, ty)
                     })
                     .collect();
                 let r16 = |x: f64| match ty {
                     KvType::F16 => {
                         crate::quant::f16_to_f32(crate::quant::f32_to_f16(x as f32)) as f64
                     }
-                    KvType::F32 => x,
+                    KvType::F32 | KvType::Q8 => x,
                 };
+                let vals: Vec<Vec<f64>> = (0..total)
+                    .map(|p| store(&v[p * kvh * d..(p + 1) * kvh * d], ty))
+                    .collect();
                 for i in 0..total {
                     // With an f16 cache the query and the probabilities are rounded to f16 too.
-                    let qr: Vec<f64> = rot(&q[i * h * d..(i + 1) * h * d], i, h)
+                    // With an 8-bit cache the query is quantized to 8-bit blocks (f32 scales).
+                    let qf: Vec<f32> = rot(&q[i * h * d..(i + 1) * h * d], i, h)
                         .iter()
-                        .map(|&x| r16(x as f32 as f64))
+                        .map(|&x| x as f32)
                         .collect();
+                    let qr: Vec<f64> = match ty {
+                        KvType::Q8 => {
+                            let mut b = vec![crate::quant::ActBlock::default(); h * d / 32];
+                            crate::quant::quantize_activations(&qf, &mut b);
+                            b.iter()
+                                .flat_map(|b| b.qs.map(|q| b.d as f64 * q as f64))
+                                .collect()
+                        }
+                        _ => qf.iter().map(|&x| r16(x as f64)).collect(),
+                    };
                     for hh in 0..h {
                         let j = hh / (h / kvh);
                         let sc: Vec<f64> = (0..=i)
@@ -558,9 +640,8 @@ mod tests {
                         let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
                         let z: f64 = e.iter().sum();
                         for x in 0..d {
-                            let want: f64 = (0..=i)
-                                .map(|t| r16(e[t] / z) * round(v[t * kvh * d + j * d + x], ty))
-                                .sum();
+                            let want: f64 =
+                                (0..=i).map(|t| r16(e[t] / z) * vals[t][j * d + x]).sum();
                             let g = got[(i * h + hh) * d + x] as f64;
                             assert!(
                                 (g - want).abs() < 1e-5,

@@ -10,7 +10,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::portable::scale;
-use super::{ActBlock, BlockType, QK, dispatch_rows};
+use super::{ActBlock, BlockType, QK, dispatch_rows, f16_to_f32};
 
 /// # Safety
 /// The CPU must have NEON (and dotprod when `dot` is set); `w` holds `n` rows of `nb` blocks
@@ -254,12 +254,72 @@ unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f
 }
 
 /// The group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
-pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] = [
+pub(super) const AXPY_GROUPS: [super::AxpyGroup<u16>; 4] = [
     axpy_group::<1>,
     axpy_group::<2>,
     axpy_group::<3>,
     axpy_group::<4>,
 ];
+
+/// The 8-bit cache's group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
+pub(super) const AXPY_Q8_GROUPS: [super::AxpyGroup<u8>; 4] = [
+    axpy_q8_group::<1>,
+    axpy_q8_group::<2>,
+    axpy_q8_group::<3>,
+    axpy_q8_group::<4>,
+];
+
+/// # Safety
+/// The CPU must have NEON; `v` holds rows of `d / 32` Q8_0 blocks (`d` a multiple of 32),
+/// `p` G·rows weights (query-major), `out` G outputs of `d` values.
+unsafe fn axpy_q8_group<const G: usize>(p: &[f32], v: &[u8], out: &mut [f32], d: usize) {
+    const BB: usize = 34;
+    let rb = d / QK * BB;
+    let rows = v.len() / rb;
+    debug_assert!(d.is_multiple_of(QK) && p.len() == G * rows && out.len() == G * d);
+    // 16 columns of every output at a time in registers (4·G of the 32), every row added
+    // before they are stored; each row's 16 bytes are widened to f32 once for all G outputs.
+    let mut c = 0;
+    while c < d {
+        let (block, half) = (c / QK, c % QK);
+        // SAFETY: NEON per the contract; columns c..c+16 are inside every output (output g
+        // starts at g·d); row t's block `block` starts at t·rb + block·34 and its bytes
+        // half..half+16 are inside it (half is 0 or 16); weight `g·rows + t` is inside `p`.
+        unsafe {
+            let o = out.as_mut_ptr();
+            let mut acc = [[vdupq_n_f32(0.0); 4]; G];
+            for (g, acc) in acc.iter_mut().enumerate() {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = vld1q_f32(o.add(g * d + c + 4 * j));
+                }
+            }
+            for t in 0..rows {
+                let b = v.as_ptr().add(t * rb + block * BB);
+                let scale = f16_to_f32(u16::from_le_bytes([*b, *b.add(1)]));
+                let q = vld1q_s8(b.add(2 + half) as *const i8);
+                let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_high_s8(q));
+                let w = [
+                    vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
+                    vcvtq_f32_s32(vmovl_high_s16(lo)),
+                    vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))),
+                    vcvtq_f32_s32(vmovl_high_s16(hi)),
+                ];
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let a = vdupq_n_f32(*p.get_unchecked(g * rows + t) * scale);
+                    for (a_j, &w_j) in acc.iter_mut().zip(&w) {
+                        *a_j = vfmaq_f32(*a_j, w_j, a);
+                    }
+                }
+            }
+            for (g, acc) in acc.iter().enumerate() {
+                for (j, a) in acc.iter().enumerate() {
+                    vst1q_f32(o.add(g * d + c + 4 * j), *a);
+                }
+            }
+        }
+        c += 16;
+    }
+}
 
 /// # Safety
 /// The CPU must have NEON; `v` holds rows of `d` values, `p` G·rows weights

@@ -120,6 +120,34 @@ pub fn quantize_activations(x: &[f32], out: &mut [ActBlock]) {
     }
 }
 
+/// Quantizes `x` (a multiple of 32 long) into Q8_0 blocks (34 bytes per 32 values, the
+/// GGUF's layout: an f16 scale, then 32 signed bytes) by the rule of llama.cpp's reference
+/// `quantize_row_q8_0`: `d = max|x| / 127`, `q = round(x / d)` (halves away from zero), `d`
+/// stored as f16. The 8-bit KV cache's rows.
+pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
+    assert_eq!(
+        x.len() / QK * BlockType::Q8_0.block_bytes(),
+        out.len(),
+        "quantize_q8_0: lengths differ"
+    );
+    assert!(
+        x.len().is_multiple_of(QK),
+        "quantize_q8_0: not whole blocks"
+    );
+    for (chunk, block) in x
+        .chunks_exact(QK)
+        .zip(out.chunks_exact_mut(BlockType::Q8_0.block_bytes()))
+    {
+        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        block[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+        for (q, &v) in block[2..].iter_mut().zip(chunk) {
+            *q = (v * id).round().clamp(-127.0, 127.0) as i8 as u8;
+        }
+    }
+}
+
 /// IEEE half to single precision, exact for every value (the weights' scales are f16).
 #[inline(always)]
 pub fn f16_to_f32(h: u16) -> f32 {
@@ -373,14 +401,43 @@ pub fn axpy_rows_f16(kernel: Kernel, p: &[f32], v: &[u16], out: &mut [f32], d: u
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if kernel.available() => {
             // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
-            unsafe { axpy_in_groups(x86::AXPY_GROUPS, p, v, out, d) }
+            unsafe { axpy_in_groups(x86::AXPY_GROUPS, p, v, d, out, d) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon | Kernel::Dotprod if kernel.available() => {
             // SAFETY: NEON is present (checked); lengths checked above.
-            unsafe { axpy_in_groups(arm::AXPY_GROUPS, p, v, out, d) }
+            unsafe { axpy_in_groups(arm::AXPY_GROUPS, p, v, d, out, d) }
         }
         _ => portable::axpy_rows_f16(p, v, out, d),
+    }
+}
+
+/// [`axpy_rows_f16`] over an 8-bit cache: `out[g·D + c] += Σ_t p[g·T + t] · w_t[c]`, where
+/// row `t` of `v` is D/32 Q8_0 blocks and `w_t[c] = d · q`. Each block's term is
+/// `(p · d) · q`; the SIMD paths read and widen each value row once for up to four outputs.
+pub fn axpy_rows_q8(kernel: Kernel, p: &[f32], v: &[u8], out: &mut [f32], d: usize) {
+    assert!(
+        d > 0 && d.is_multiple_of(QK) && out.len().is_multiple_of(d),
+        "q8 rows of {d} values"
+    );
+    let rb = BlockType::Q8_0.matrix_bytes(1, d);
+    assert!(v.len().is_multiple_of(rb), "q8 rows");
+    assert_eq!(p.len(), out.len() / d * (v.len() / rb), "q8 weights");
+    if p.is_empty() {
+        return;
+    }
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if kernel.available() => {
+            // SAFETY: AVX2, FMA and F16C are present (checked); lengths checked above.
+            unsafe { axpy_in_groups(x86::AXPY_Q8_GROUPS, p, v, rb, out, d) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon | Kernel::Dotprod if kernel.available() => {
+            // SAFETY: NEON is present (checked); lengths checked above.
+            unsafe { axpy_in_groups(arm::AXPY_Q8_GROUPS, p, v, rb, out, d) }
+        }
+        _ => portable::axpy_rows_q8(p, v, out, d),
     }
 }
 
@@ -408,7 +465,7 @@ pub fn softmax(kernel: Kernel, x: &mut [f32], scale: f32) {
 type DotGroup = unsafe fn(q: &[f32], d: usize, k: &[u16], out: &mut [f32]);
 /// A SIMD weighted-sum kernel for exactly G outputs (`p`: G·rows weights, `out`: G·d).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-type AxpyGroup = unsafe fn(p: &[f32], v: &[u16], out: &mut [f32], d: usize);
+type AxpyGroup<T> = unsafe fn(p: &[f32], v: &[T], out: &mut [f32], d: usize);
 
 /// [`dot_rows_f16`] through an architecture's group kernels (`groups[G - 1]` takes G
 /// queries): up to four queries per pass over the keys, so each key row is read and converted
@@ -427,14 +484,22 @@ unsafe fn dot_in_groups(groups: [DotGroup; 4], q: &[f32], d: usize, k: &[u16], o
     }
 }
 
-/// [`axpy_rows_f16`] through an architecture's group kernels (`groups[G - 1]` takes G
-/// outputs): up to four outputs per pass over the values.
+/// [`axpy_rows_f16`] or [`axpy_rows_q8`] through an architecture's group kernels
+/// (`groups[G - 1]` takes G outputs; a value row is `row_len` items of `v`): up to four
+/// outputs per pass over the values.
 ///
 /// # Safety
 /// As [`dot_in_groups`].
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-unsafe fn axpy_in_groups(groups: [AxpyGroup; 4], p: &[f32], v: &[u16], out: &mut [f32], d: usize) {
-    let rows = v.len() / d;
+unsafe fn axpy_in_groups<T>(
+    groups: [AxpyGroup<T>; 4],
+    p: &[f32],
+    v: &[T],
+    row_len: usize,
+    out: &mut [f32],
+    d: usize,
+) {
+    let rows = v.len() / row_len;
     for (ps, outs) in p.chunks(4 * rows).zip(out.chunks_mut(4 * d)) {
         // SAFETY: forwarded contract; each chunk holds G = `outs.len() / d` (1..=4) outputs
         // and G weight rows.
@@ -812,6 +877,96 @@ mod tests {
                             "{} axpy d={d} rows={rows} j={j}: {g} vs {w}",
                             kernel.name()
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Q8_0 rows of the 8-bit cache: llama.cpp's reference rule (scale max|x|/127 as f16,
+    /// halves away from zero), and the weighted sum over them on every path against the
+    /// portable one and the exact sum, for 1 to 6 outputs (each output of a group exactly
+    /// what it gets alone), with all-zero and saturated blocks among the rows.
+    #[test]
+    fn q8_rows_quantize_by_the_reference_rule_and_sum_alike_on_every_path() {
+        let x: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
+        let mut b = vec![0u8; 34];
+        quantize_q8_0(&x, &mut b);
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), f32_to_f16(15.5 / 127.0));
+        // x / d = (i - 15.5) · 127 / 15.5: i = 0 → -127; i = 1 → -118.8 → -119; i = 15 →
+        // -4.1 → -4; i = 31 → 127.
+        assert_eq!(
+            (b[2] as i8, b[3] as i8, b[17] as i8, b[33] as i8),
+            (-127, -119, -4, 127)
+        );
+        let mut zero = vec![1u8; 34];
+        quantize_q8_0(&[0.0; 32], &mut zero);
+        assert!(zero.iter().all(|&v| v == 0), "an all-zero block is zeros");
+
+        let mut g = Lcg(5);
+        for d in [32usize, 64, 96] {
+            let rb = BlockType::Q8_0.matrix_bytes(1, d);
+            for rows in [1usize, 3, 33] {
+                let vals: Vec<f32> = (0..rows * d)
+                    .map(|i| match (i / 32) % 5 {
+                        0 => 0.0, // an all-zero block
+                        1 => {
+                            if i % 2 == 0 {
+                                1e4
+                            } else {
+                                -1e4
+                            }
+                        } // saturated
+                        _ => g.unit() * 3.0,
+                    })
+                    .collect();
+                let mut v = vec![0u8; rows * rb];
+                quantize_q8_0(&vals, &mut v);
+                let w = |t: usize, c: usize| {
+                    let bl = &v[t * rb + c / 32 * 34..];
+                    portable::scale(bl, 0) as f64 * (bl[2 + c % 32] as i8) as f64
+                };
+                for heads in 1..=6usize {
+                    let p: Vec<f32> = (0..heads * rows).map(|_| g.unit().abs()).collect();
+                    let start: Vec<f32> = (0..heads * d).map(|_| g.unit()).collect();
+                    let mut want = start.clone();
+                    portable::axpy_rows_q8(&p, &v, &mut want, d);
+                    for hh in 0..heads {
+                        for c in 0..d {
+                            let terms = (0..rows).map(|t| p[hh * rows + t] as f64 * w(t, c));
+                            let mag: f64 = start[hh * d + c].abs() as f64
+                                + terms.clone().map(f64::abs).sum::<f64>();
+                            let exact = start[hh * d + c] as f64 + terms.sum::<f64>();
+                            let got = want[hh * d + c] as f64;
+                            assert!((got - exact).abs() <= 1e-6 * mag, "d={d} c={c}");
+                        }
+                    }
+                    for kernel in Kernel::all_available() {
+                        let mut got = start.clone();
+                        axpy_rows_q8(kernel, &p, &v, &mut got, d);
+                        for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                            let (t_c, hh) = (j % d, j / d);
+                            let mag: f64 = start[j].abs() as f64
+                                + (0..rows)
+                                    .map(|t| (p[hh * rows + t] as f64 * w(t, t_c)).abs())
+                                    .sum::<f64>();
+                            // Fused multiply-adds round once per step instead of twice.
+                            assert!(
+                                ((a - b).abs() as f64) <= 2e-7 * mag * rows as f64,
+                                "{} d={d} rows={rows} heads={heads} j={j}: {a} vs {b}",
+                                kernel.name()
+                            );
+                        }
+                        for hh in 0..heads {
+                            let mut alone = start[hh * d..(hh + 1) * d].to_vec();
+                            axpy_rows_q8(kernel, &p[hh * rows..(hh + 1) * rows], &v, &mut alone, d);
+                            assert_eq!(
+                                &got[hh * d..(hh + 1) * d],
+                                &alone[..],
+                                "{} d={d} rows={rows} heads={heads} h={hh}",
+                                kernel.name()
+                            );
+                        }
                     }
                 }
             }

@@ -167,6 +167,25 @@ pub(super) fn axpy_cols_f16(p: &[f32], v: &[u16], out: &mut [f32], from: usize) 
     }
 }
 
+/// [`super::axpy_rows_q8`], block by block: `(p · d) · q` added to each column.
+pub(super) fn axpy_rows_q8(p: &[f32], v: &[u8], out: &mut [f32], d: usize) {
+    let rb = BlockType::Q8_0.matrix_bytes(1, d);
+    let rows = v.len() / rb;
+    for (pg, og) in p.chunks_exact(rows).zip(out.chunks_exact_mut(d)) {
+        for (row, &w) in v.chunks_exact(rb).zip(pg) {
+            for (block, o) in row
+                .chunks_exact(BlockType::Q8_0.block_bytes())
+                .zip(og.chunks_exact_mut(QK))
+            {
+                let a = w * scale(block, 0);
+                for (o, &q) in o.iter_mut().zip(&block[2..]) {
+                    *o += a * (q as i8) as f32;
+                }
+            }
+        }
+    }
+}
+
 /// The softmax's exponential and its constants, shared by every path. Cephes' `expf`
 /// (range reduction by `n = round(x / ln 2)` in two parts, a degree-5 polynomial), written
 /// with separate multiplies and adds, no fused ones: each step is one IEEE operation that

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{ActBlock, BlockType, QK, dispatch_rows};
+use super::{ActBlock, BlockType, QK, dispatch_rows, f16_to_f32};
 
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `w` holds `n` rows of `nb` blocks of `ty`, `acts` holds
@@ -197,12 +197,67 @@ unsafe fn dot_group<const G: usize>(q: &[f32], d: usize, k: &[u16], out: &mut [f
 }
 
 /// The group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
-pub(super) const AXPY_GROUPS: [super::AxpyGroup; 4] = [
+pub(super) const AXPY_GROUPS: [super::AxpyGroup<u16>; 4] = [
     axpy_group::<1>,
     axpy_group::<2>,
     axpy_group::<3>,
     axpy_group::<4>,
 ];
+
+/// The 8-bit cache's group kernels for G = 1..=4 outputs, for [`super::axpy_in_groups`].
+pub(super) const AXPY_Q8_GROUPS: [super::AxpyGroup<u8>; 4] = [
+    axpy_q8_group::<1>,
+    axpy_q8_group::<2>,
+    axpy_q8_group::<3>,
+    axpy_q8_group::<4>,
+];
+
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `v` holds rows of `d / 32` Q8_0 blocks (`d` a
+/// multiple of 32), `p` G·rows weights (query-major), `out` G outputs of `d` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_q8_group<const G: usize>(p: &[f32], v: &[u8], out: &mut [f32], d: usize) {
+    const BB: usize = 34;
+    let rb = d / QK * BB;
+    let rows = v.len() / rb;
+    debug_assert!(d.is_multiple_of(QK) && p.len() == G * rows && out.len() == G * d);
+    // 16 columns of every output at a time in registers, every row added before they are
+    // stored; each row's 16 bytes are widened to f32 once for all G outputs and scaled by
+    // `p · d` per output.
+    let mut c = 0;
+    while c < d {
+        let (block, half) = (c / QK, c % QK);
+        // SAFETY: AVX2/FMA/F16C per the contract; columns c..c+16 are inside every output
+        // (output g starts at g·d); row t's block `block` starts at t·rb + block·34 and its
+        // bytes half..half+16 are inside it (half is 0 or 16); weight `g·rows + t` is inside
+        // `p` (G·rows weights).
+        unsafe {
+            let o = out.as_mut_ptr();
+            let mut acc = [[_mm256_setzero_ps(); 2]; G];
+            for (g, acc) in acc.iter_mut().enumerate() {
+                acc[0] = _mm256_loadu_ps(o.add(g * d + c));
+                acc[1] = _mm256_loadu_ps(o.add(g * d + c + 8));
+            }
+            for t in 0..rows {
+                let b = v.as_ptr().add(t * rb + block * BB);
+                let scale = f16_to_f32(u16::from_le_bytes([*b, *b.add(1)]));
+                let q = _mm_loadu_si128(b.add(2 + half) as *const __m128i);
+                let w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                let w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm256_set1_ps(*p.get_unchecked(g * rows + t) * scale);
+                    acc[0] = _mm256_fmadd_ps(w0, a, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(w1, a, acc[1]);
+                }
+            }
+            for (g, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(g * d + c), acc[0]);
+                _mm256_storeu_ps(o.add(g * d + c + 8), acc[1]);
+            }
+        }
+        c += 16;
+    }
+}
 
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `v` holds rows of `d` values, `p` G·rows weights

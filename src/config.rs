@@ -80,6 +80,8 @@ pub struct Flags {
     /// The LLM export's directory; its name is the variant.
     pub llm_dir: Option<PathBuf>,
     pub context: Option<usize>,
+    /// The KV cache type's name (`f16`, `f32`, `q8`).
+    pub kv_cache: Option<String>,
     pub asr_threads: Option<usize>,
     pub llm_threads: Option<usize>,
     pub echo_ratio: Option<f32>,
@@ -98,6 +100,7 @@ pub struct Config {
     pub llm: Setting<String>,
     pub llm_dir: PathBuf,
     pub context: Setting<usize>,
+    pub kv_cache: Setting<String>,
     pub asr_threads: Setting<usize>,
     pub llm_threads: Setting<usize>,
     pub echo_ratio: Setting<f32>,
@@ -136,6 +139,11 @@ impl Config {
                 flags.context,
                 b.map(|b| b.models.context),
                 defaults::CONTEXT,
+            ),
+            kv_cache: Setting::pick(
+                flags.kv_cache.clone(),
+                b.map(|b| b.models.kv_cache.clone()),
+                crate::llm::KvType::default().name().to_string(),
             ),
             asr_threads: Setting::pick(
                 flags.asr_threads,
@@ -177,6 +185,7 @@ impl Config {
             whisper: pinned(&self.whisper),
             llm: pinned(&self.llm),
             context: (self.context.from == Source::Flag).then_some(self.context.value),
+            kv: Some(self.kv_type()),
             wake: Some(self.wake_on()),
         }
     }
@@ -204,6 +213,11 @@ impl Config {
         }
     }
 
+    /// The KV cache type (a flag's and a profile's name were checked when they were read).
+    pub fn kv_type(&self) -> crate::llm::KvType {
+        crate::llm::KvType::from_name(&self.kv_cache.value).unwrap_or_default()
+    }
+
     /// Listening for a wake word.
     pub fn wake_on(&self) -> bool {
         self.wake.value != "off"
@@ -218,6 +232,7 @@ impl Config {
             line("whisper", &self.whisper),
             line("llm", &self.llm),
             line("context", &self.context),
+            line("kv_cache", &self.kv_cache),
             line("asr_threads", &self.asr_threads),
             line("llm_threads", &self.llm_threads),
             line("echo_ratio", &self.echo_ratio),
@@ -323,6 +338,7 @@ mod tests {
                 whisper: "q5_1".into(),
                 llm: "q4_0".into(),
                 context: 512,
+                kv: crate::llm::KvType::F16,
                 wake: false,
             },
             items: vec![],

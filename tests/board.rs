@@ -123,6 +123,42 @@ fn every_board_is_planned_and_one_over_budget_is_refused_with_the_numbers() {
     assert_eq!(w["choice"]["wake"], true, "{w}");
     assert_eq!(w["choice"]["whisper"], "q5_1", "{w}");
     assert!(w["choice"]["context"].as_u64().unwrap() >= 1024, "{w}");
+    // With an 8-bit KV cache the Zero holds twice the context in about the same memory: the
+    // planner counts 34 bytes per 32 values (12,240 B a token for SmolLM2, f16 23,040).
+    let zq = dir.join("zero-q8.toml");
+    std::fs::write(
+        &zq,
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/rpi-zero-2w.toml"),
+        )
+        .unwrap()
+        .replace("aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu")
+        .replace("context = 1024", "context = 2048\nkv_cache = \"q8\""),
+    )
+    .unwrap();
+    let q = plan(zq.to_str().unwrap(), false);
+    let q = &q.as_array().map_or(&q, |a| &a[0])["plan"];
+    assert_eq!(q["fits"], true, "{q}");
+    assert!(q["downgraded_from"].is_null(), "{q}");
+    assert_eq!(q["choice"]["kv"], "q8", "{q}");
+    assert_eq!(q["choice"]["context"], 2048, "{q}");
+    let kv_item = |p: &Value| {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["what"].as_str().unwrap().starts_with("KV cache"))
+            .unwrap()["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(kv_item(q), 12_240 * 2048, "{q}");
+    assert_eq!(
+        kv_item(z),
+        23_040 * z["choice"]["context"].as_u64().unwrap(),
+        "{z}"
+    );
+    assert_eq!(z["choice"]["kv"], "f16", "{z}");
     let grew = w["peak_bytes"].as_f64().unwrap() - z["peak_bytes"].as_f64().unwrap();
     assert!(
         (8.0 * MIB..=20.0 * MIB).contains(&grew),
@@ -240,6 +276,7 @@ fn a_flag_wins_over_the_board_profile_which_wins_over_the_default() {
     assert_eq!(c["whisper"], json!({"value": "q5_1", "from": "board"}));
     assert_eq!(c["capture"], json!({"value": "default", "from": "board"}));
     assert_eq!(board["plan"]["choice"]["wake"], false);
+    assert_eq!(c["kv_cache"], json!({"value": "f16", "from": "board"}));
 
     // A flag beats the profile, setting by setting; the rest stays the profile's. The wake
     // word a flag asks for is in the plan (its networks' memory), and a context a flag gives
@@ -255,6 +292,8 @@ fn a_flag_wins_over_the_board_profile_which_wins_over_the_default() {
         "hey_jarvis",
         "--context",
         "512",
+        "--kv-cache",
+        "q8",
     ]);
     let c = &flagged["config"];
     assert_eq!(
@@ -267,7 +306,9 @@ fn a_flag_wins_over_the_board_profile_which_wins_over_the_default() {
     assert!((c["echo_ratio"]["value"].as_f64().unwrap() - 0.9).abs() < 1e-6);
     assert_eq!(c["wake"], json!({"value": "hey_jarvis", "from": "flag"}));
     assert_eq!(c["context"], json!({"value": 512, "from": "flag"}));
+    assert_eq!(c["kv_cache"], json!({"value": "q8", "from": "flag"}));
     let p = &flagged["plan"];
+    assert_eq!(p["choice"]["kv"], "q8", "{p}");
     assert_eq!(p["choice"]["wake"], true, "{p}");
     assert_eq!(p["choice"]["context"], 512);
     assert!(

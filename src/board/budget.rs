@@ -56,6 +56,8 @@ pub struct Choice {
     pub whisper: String,
     pub llm: String,
     pub context: usize,
+    /// How the KV cache stores keys and values.
+    pub kv: crate::llm::KvType,
     /// A wake word listened for.
     pub wake: bool,
 }
@@ -147,6 +149,8 @@ pub struct Pins {
     pub whisper: Option<String>,
     pub llm: Option<String>,
     pub context: Option<usize>,
+    /// The KV cache type (`None`: the board's).
+    pub kv: Option<crate::llm::KvType>,
     /// A wake word listened for (`None`: as the board's `[audio] wake` says).
     pub wake: Option<bool>,
 }
@@ -175,6 +179,7 @@ pub fn plan_pinned(board: &Board, sizes: &ModelSizes, pins: &Pins) -> Result<Pla
         whisper: whispers[0].clone(),
         llm: llms[0].clone(),
         context: pins.context.unwrap_or(board.models.context),
+        kv: pins.kv.unwrap_or(board.models.kv_type()),
         wake,
     };
     let mut candidates = vec![first.clone()];
@@ -187,6 +192,7 @@ pub fn plan_pinned(board: &Board, sizes: &ModelSizes, pins: &Pins) -> Result<Pla
                         whisper: w.clone(),
                         llm: l.clone(),
                         context,
+                        kv: first.kv,
                         wake,
                     };
                     if !candidates.contains(&c) {
@@ -255,11 +261,10 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
     let kv_self = 2 * h("n_text_layer") * h("n_text_ctx") * h("n_text_state") * 2;
     let kv_cross = 2 * h("n_text_layer") * h("n_audio_ctx") * h("n_text_state") * 2;
     let cfg = &l.meta.config;
-    // The LLM's KV cache: f16 keys and values per layer, per KV head, per token, written in
-    // place into buffers of the context's size (pages are resident once written: a full
-    // context is the bound).
-    let kv_per_token =
-        2 * cfg.n_layers * cfg.n_kv_heads * crate::llm::KvType::F16.row_bytes(cfg.head_dim);
+    // The LLM's KV cache: keys and values per layer, per KV head, per token in the choice's
+    // type, written in place into buffers of the context's size (pages are resident once
+    // written: a full context is the bound).
+    let kv_per_token = 2 * cfg.n_layers * cfg.n_kv_heads * c.kv.row_bytes(cfg.head_dim);
     // Logits for a prompt chunk (the whole vocabulary per position) and the hidden states.
     let chunk = 128u64;
     let activations = chunk * (cfg.vocab as u64 + 4 * cfg.ffn as u64) * 4;
@@ -324,7 +329,7 @@ pub fn plan_choice(board: &Board, sizes: &ModelSizes, c: &Choice) -> Result<Plan
         ),
         item(
             "llm",
-            format!("KV cache, {} tokens (f16, in place)", c.context),
+            format!("KV cache, {} tokens ({}, in place)", c.context, c.kv.name()),
             (kv_per_token * c.context) as u64,
             false,
         ),

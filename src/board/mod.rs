@@ -52,6 +52,10 @@ pub struct Models {
     pub llm: Vec<String>,
     /// LLM context length, in tokens.
     pub context: usize,
+    /// How the LLM's KV cache stores keys and values (`f16`, `f32` or `q8`: 8-bit blocks,
+    /// 53% of f16's memory per token).
+    #[serde(default = "default_kv_cache")]
+    pub kv_cache: String,
     /// May the planner fall back to a later variant (or a shorter context) to fit?
     pub downgrade: bool,
 }
@@ -69,6 +73,17 @@ pub struct AudioProfile {
     /// absent: every utterance is answered).
     #[serde(default)]
     pub wake: Option<String>,
+}
+
+fn default_kv_cache() -> String {
+    crate::llm::KvType::default().name().to_string()
+}
+
+impl Models {
+    /// The KV cache type (checked when the profile was parsed).
+    pub fn kv_type(&self) -> crate::llm::KvType {
+        crate::llm::KvType::from_name(&self.kv_cache).unwrap_or_default()
+    }
 }
 
 fn default_echo_ratio() -> f32 {
@@ -119,6 +134,7 @@ impl Board {
             );
         }
         ensure!(!self.models.llm.is_empty(), "no llm variant");
+        crate::llm::KvType::from_name(&self.models.kv_cache)?;
         ensure!(
             self.models.context >= MIN_CONTEXT,
             "context {} is under the minimum of {MIN_CONTEXT}",
@@ -222,6 +238,10 @@ mod tests {
                 "unknown field",
             ),
             (good.replace("[threads]", "[threads]\nllm = 0"), "duplicate"),
+            (
+                good.replace("context = 2048", "context = 2048\nkv_cache = \"q4\""),
+                "not one of f16, f32, q8",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Board::parse("test.toml", &text).unwrap_err());

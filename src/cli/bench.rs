@@ -548,7 +548,7 @@ fn bench_llm(args: &LlmBenchArgs) -> Result<Value> {
         let opts = LoadOptions {
             threads,
             verify_checksums: true,
-            kv_type: args.llm.kv_type,
+            kv_type: args.llm.kv_type.unwrap_or_default(),
         };
         let before = rss_bytes().unwrap_or(0);
         let model = LlmModel::load(&args.llm.dir(), &opts)?;

@@ -90,9 +90,10 @@ pub struct LlmArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// How the KV cache stores keys and values: f16 (half the memory, what llama.cpp keeps),
-    /// f32, or q8 (8-bit blocks: 53% of f16, the longest contexts on the smallest boards).
-    #[arg(long = "kv-cache", default_value = "f16", value_parser = parse_kv_type)]
-    pub kv_type: edgevox::llm::KvType,
+    /// f32, or q8 (8-bit blocks: 53% of f16, the longest contexts on the smallest boards)
+    /// [default: f16; with `run --board`, the profile's].
+    #[arg(long = "kv-cache", value_parser = parse_kv_type)]
+    pub kv_type: Option<edgevox::llm::KvType>,
     /// Decode one token per step: no prompt-lookup speculation (which drafts up to 4 tokens
     /// from the conversation and verifies them in one step: greedy replies are the same either
     /// way; sampled ones follow the same distribution).
@@ -131,7 +132,7 @@ impl LlmArgs {
             &LoadOptions {
                 threads: self.threads(),
                 verify_checksums: true,
-                kv_type: self.kv_type,
+                kv_type: self.kv_type.unwrap_or_default(),
             },
         )
     }

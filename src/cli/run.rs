@@ -365,6 +365,7 @@ fn configure(args: &mut RunArgs) -> Result<(Config, budget::Plan)> {
         whisper: args.asr.whisper_model.clone(),
         llm_dir: args.llm.model_dir.clone(),
         context: args.talk.context,
+        kv_cache: args.llm.kv_type.map(|k| k.name().to_string()),
         asr_threads: args.asr.asr_threads,
         llm_threads: args.llm.threads,
         echo_ratio: args.talk.echo_ratio,
@@ -384,6 +385,7 @@ fn configure(args: &mut RunArgs) -> Result<(Config, budget::Plan)> {
                 whisper: config.whisper.value.clone(),
                 llm: config.llm.value.clone(),
                 context: config.context.value,
+                kv: config.kv_type(),
                 wake: config.wake_on(),
             },
         )?,
@@ -392,6 +394,7 @@ fn configure(args: &mut RunArgs) -> Result<(Config, budget::Plan)> {
     args.asr.whisper_model = Some(config.whisper.value.clone());
     args.asr.asr_threads = Some(config.asr_threads.value);
     args.llm.threads = Some(config.llm_threads.value);
+    args.llm.kv_type = Some(config.kv_type());
     args.llm.model_dir = Some(config.llm_dir.clone());
     args.talk.context = Some(config.context.value);
     args.talk.echo_ratio = Some(config.echo_ratio.value);

@@ -15,7 +15,8 @@ use anyhow::{Result, bail, ensure};
 use crate::quant::{BlockType, QK, f32_to_f16, quantize_q8_0};
 
 /// How the cache stores a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KvType {
     /// IEEE half precision, rounded to nearest even: half the memory of f32, and what
     /// llama.cpp's cache holds by default.
